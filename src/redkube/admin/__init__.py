@@ -1,0 +1,1 @@
+"""Talking to Redis nodes: observing them and executing actions on them."""

@@ -1,0 +1,160 @@
+"""The one module that speaks to Redis (redis-py's asyncio client).
+
+Each method mirrors a Redis command and returns raw text or plain values; parsing happens in
+``replies``. Transient errors are retried with backoff here, permanent ones become AdminError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from redkube.model.addresses import Address
+from redkube.model.slots import SlotRange
+
+T = TypeVar("T")
+
+TRANSIENT_PREFIXES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+
+
+class AdminError(Exception):
+    """A Redis command failed for good; the message names the node and the command."""
+
+
+class Unreachable(AdminError):
+    """The node did not answer (refused, timed out, reset)."""
+
+
+def is_transient(error: Exception) -> bool:
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith(TRANSIENT_PREFIXES)
+
+
+class NodeClient:
+    def __init__(self, address: Address, password: str | None, timeout: float = 1.0) -> None:
+        self.address = address
+        self._redis = aioredis.Redis(
+            host=address.host,
+            port=address.port,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        # Keep INFO as raw text: ``replies`` parses it the same way for every server version.
+        self._redis.response_callbacks.pop("INFO", None)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, name: str, make: Callable[[], Awaitable[T]], attempts: int) -> T:
+        delay = 0.02
+        for attempt in range(1, attempts + 1):
+            try:
+                return await make()
+            except (RedisError, OSError) as error:
+                if not is_transient(error):
+                    raise AdminError(f"{self.address}: {name}: {error}") from error
+                if attempt == attempts:
+                    kind = Unreachable if not isinstance(error, ResponseError) else AdminError
+                    raise kind(
+                        f"{self.address}: {name}: {error or type(error).__name__}"
+                    ) from error
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+    async def command(self, *args: str | int, attempts: int = 4) -> object:
+        name = " ".join(str(a) for a in args[:2])
+
+        async def run() -> object:
+            reply: object = await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+            return reply
+
+        return await self._call(name, run, attempts)
+
+    async def text(self, *args: str | int, attempts: int = 4) -> str:
+        result = await self.command(*args, attempts=attempts)
+        if isinstance(result, bytes):
+            return result.decode()
+        return str(result)
+
+    async def snapshot(self) -> tuple[str, str, str, int]:
+        """CLUSTER NODES, CLUSTER INFO, INFO and DBSIZE in one round trip; one attempt only."""
+
+        async def run() -> tuple[str, str, str, int]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.execute_command("CLUSTER", "NODES")
+            pipe.execute_command("CLUSTER", "INFO")
+            pipe.execute_command("INFO", "everything")
+            pipe.execute_command("DBSIZE")
+            nodes, info_cluster, info, dbsize = await pipe.execute()
+            return str(nodes), str(info_cluster), str(info), int(dbsize)
+
+        return await self._call("observe", run, attempts=1)
+
+    async def cluster_set_config_epoch(self, epoch: int) -> None:
+        try:
+            await self.command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+        except AdminError as error:
+            if "epoch" not in str(error).lower():
+                raise
+
+    async def cluster_addslotsrange(self, ranges: Iterable[SlotRange]) -> None:
+        args: list[str | int] = ["CLUSTER", "ADDSLOTSRANGE"]
+        for slot_range in ranges:
+            args += [slot_range.start, slot_range.end]
+        await self.command(*args)
+
+    async def cluster_meet(self, target: Address) -> None:
+        await self.command("CLUSTER", "MEET", target.host, target.port)
+
+    async def cluster_replicate(self, master_id: str) -> None:
+        await self.command("CLUSTER", "REPLICATE", master_id)
+
+    async def cluster_failover(self, mode: str | None) -> None:
+        await self.command("CLUSTER", "FAILOVER", *([mode.upper()] if mode else []))
+
+    async def cluster_forget(self, node_id: str) -> None:
+        await self.command("CLUSTER", "FORGET", node_id)
+
+    async def cluster_reset(self, hard: bool) -> None:
+        await self.command("CLUSTER", "RESET", "HARD" if hard else "SOFT")
+
+    async def role(self) -> str:
+        reply = await self.command("ROLE")
+        if isinstance(reply, list) and reply:
+            return str(reply[0])
+        return str(reply)
+
+    async def info(self, section: str) -> str:
+        return await self.text("INFO", section)
+
+
+class ClientPool:
+    """One NodeClient per address, reused across reconcile passes."""
+
+    def __init__(self, password: str | None, timeout: float = 1.0) -> None:
+        self._password = password
+        self._timeout = timeout
+        self._clients: dict[Address, NodeClient] = {}
+
+    def client(self, address: Address) -> NodeClient:
+        found = self._clients.get(address)
+        if found is None:
+            found = self._clients[address] = NodeClient(address, self._password, self._timeout)
+        return found
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)

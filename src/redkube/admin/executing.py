@@ -1,0 +1,83 @@
+"""Executing Redis actions. Each is idempotent: running it twice leaves the same cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Iterable
+
+from redkube.admin.connections import AdminError, ClientPool
+from redkube.admin.replies import parse_cluster_nodes
+from redkube.model.actions import (
+    AddSlots,
+    Failover,
+    FailoverMode,
+    Forget,
+    Meet,
+    Replicate,
+    SetConfigEpochs,
+)
+from redkube.model.addresses import Address
+
+RedisAction = SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget
+
+CONFIRM_TIMEOUT_S = 3.0
+POLL_INTERVAL_S = 0.01
+
+
+async def execute(action: RedisAction, pool: ClientPool) -> None:
+    match action:
+        case SetConfigEpochs(epochs):
+            await _all(pool.client(a).cluster_set_config_epoch(e) for a, e in epochs)
+        case AddSlots(assignments):
+            await _all(pool.client(a).cluster_addslotsrange(r) for a, r in assignments)
+        case Meet(pairs):
+            await _all(pool.client(source).cluster_meet(target) for source, target in pairs)
+            await _await_handshakes({source for source, _ in pairs}, pool)
+        case Replicate(assignments):
+            await _all(pool.client(a).cluster_replicate(m) for a, m in assignments)
+        case Failover(replica, mode, _reason):
+            await _fail_over(replica, mode, pool)
+        case Forget(node_id, on):
+            await _all(_forget(pool, address, node_id) for address in on)
+
+
+async def _all(calls: Iterable[Awaitable[None]]) -> None:
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        if not all(isinstance(e, Exception) for e in errors):
+            raise errors[0]
+        raise AdminError("; ".join(str(e) for e in errors))
+
+
+async def _forget(pool: ClientPool, address: Address, node_id: str) -> None:
+    try:
+        await pool.client(address).cluster_forget(node_id)
+    except AdminError as error:
+        if "unknown node" not in str(error).lower():
+            raise
+
+
+async def _await_handshakes(sources: set[Address], pool: ClientPool) -> None:
+    """MEET only starts a handshake; wait (bounded) until none is pending on the sources."""
+    deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+    pending = set(sources)
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_INTERVAL_S)
+        for address in list(pending):
+            text = await pool.client(address).text("CLUSTER", "NODES")
+            if not any(e.in_handshake for e in parse_cluster_nodes(text)):
+                pending.discard(address)
+
+
+async def _fail_over(replica: Address, mode: FailoverMode, pool: ClientPool) -> None:
+    """Ask the replica to take over, then confirm it did: CLUSTER FAILOVER only starts it."""
+    client = pool.client(replica)
+    await client.cluster_failover(None if mode is FailoverMode.DEFAULT else mode.value)
+    deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if await client.role() == "master":
+            return
+        await asyncio.sleep(POLL_INTERVAL_S)
+    raise AdminError(f"{replica}: failover ({mode.value}) did not complete in {CONFIRM_TIMEOUT_S}s")

@@ -1,0 +1,1 @@
+"""The ``redkube`` command line."""

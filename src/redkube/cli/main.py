@@ -1,0 +1,93 @@
+"""``redkube`` entry point: parse arguments, run one command, map failures to an ExitStatus."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from redkube import __version__
+from redkube.cli import local
+from redkube.cli.exits import ExitStatus, UserError
+from redkube.model.specs import SpecError
+from redkube.platform.local.addressing import AddressError
+from redkube.platform.local.layout import StateError
+from redkube.platform.local.servers import ServerError
+
+DEFAULT_NAME = "redkube"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see: {self.prog} --help)", ExitStatus.USAGE)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="redkube", description="Redis Cluster, run like the textbook says.")
+    parser.add_argument("--version", action="version", version=f"redkube {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    up = commands.add_parser("up", help="create a local cluster, or bring an existing one back")
+    up.add_argument("--name", default=DEFAULT_NAME, help=f"cluster name (default {DEFAULT_NAME})")
+    up.add_argument("--shards", type=int, help="number of shards (masters); default 3")
+    up.add_argument("--replicas", type=int, help="replicas per shard; default 1")
+    up.add_argument("--server", help="redis-server or valkey-server binary to run")
+    up.add_argument(
+        "--node-timeout", type=int, dest="node_timeout_ms", help="cluster-node-timeout in ms"
+    )
+    up.add_argument("--hosts", type=int, default=3, help="fake hosts to spread nodes over")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
+
+    status = commands.add_parser("status", help="shards, slots, roles, links, keys, memory")
+    status.add_argument("--name", default=DEFAULT_NAME)
+
+    down = commands.add_parser("down", help="stop a cluster (its data stays unless --purge)")
+    down.add_argument("--name", default=DEFAULT_NAME)
+    down.add_argument("--purge", action="store_true", help="also delete all data and state")
+
+    kill = commands.add_parser("kill", help="SIGKILL one node, to watch failover and healing")
+    kill.add_argument("node", help="node name, e.g. redkube-0-0")
+
+    logs = commands.add_parser("logs", help="show a node's server log (or the supervisor's)")
+    logs.add_argument("node", nargs="?", help="node name; omit for the supervisor log")
+    logs.add_argument("--name", default=DEFAULT_NAME)
+    logs.add_argument("-n", "--lines", type=int, default=40)
+
+    commands.add_parser("list", help="list local clusters")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> ExitStatus:
+    try:
+        args = build_parser().parse_args(argv)
+        return dispatch(args)
+    except UserError as error:
+        return fail(str(error), error.status)
+    except SpecError as error:
+        return fail(str(error), ExitStatus.USAGE)
+    except (StateError, AddressError, ServerError) as error:
+        return fail(str(error), ExitStatus.ERROR)
+    except KeyboardInterrupt:
+        return fail("interrupted", ExitStatus.INTERRUPTED)
+
+
+def dispatch(args: argparse.Namespace) -> ExitStatus:
+    handlers = {
+        "up": local.up,
+        "status": local.status,
+        "down": local.down,
+        "kill": local.kill,
+        "logs": local.logs,
+        "list": local.list_clusters,
+    }
+    return handlers[args.command](args)
+
+
+def fail(message: str, status: ExitStatus) -> ExitStatus:
+    print(f"redkube: error: {message}", file=sys.stderr)
+    return status
+
+
+def run() -> None:
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,171 @@
+"""Terminal output for the local commands (rich)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from redkube.control.statuses import LoopStatus
+from redkube.model.nodes import NodeView, Role
+from redkube.model.observations import Observation
+from redkube.model.slots import TOTAL_SLOTS, describe_ranges, ranges_of
+from redkube.model.specs import ClusterSpec
+from redkube.platform.local.layout import ClusterLayout, ClusterRecord
+
+SHARD_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
+MAP_CELLS = 64
+
+
+def shape(spec: ClusterSpec) -> str:
+    replicas = "replica" if spec.replicas == 1 else "replicas"
+    return f"{spec.shards} shards x {spec.replicas} {replicas}"
+
+
+def tail(path: Path, lines: int, joiner: str = " | ") -> str:
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 200 * lines - 4096))
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return "no log"
+    return joiner.join(text.strip().splitlines()[-lines:])
+
+
+def print_ready(
+    out: Console, layout: ClusterLayout, record: ClusterRecord, status: LoopStatus, elapsed: float
+) -> None:
+    first = record.members[0].address
+    password = layout.password()
+    name_flag = "" if record.spec.name == "redkube" else f" --name {record.spec.name}"
+    out.print(
+        f"[green]✔[/] cluster [bold]{record.spec.name}[/] is ready: {shape(record.spec)}, "
+        f"{len(record.members)} nodes, {status.linked_replicas} replicas linked "
+        f"({elapsed:.1f}s)"
+    )
+    out.print(f"  password  {password}   [dim](file {layout.password_path}, mode 0600)[/]")
+    out.print(
+        f"  connect   redis-cli -c -h {first.host} -p {first.port} -a {shlex.quote(password)}"
+    )
+    out.print(
+        f"  python    redis.cluster.RedisCluster(host={first.host!r}, port={first.port}, "
+        f"password=open({str(layout.password_path)!r}).read().strip())"
+    )
+    out.print(
+        f"  more      redkube status{name_flag}  |  redkube kill {record.members[0].name}"
+        f"  |  redkube down{name_flag}"
+    )
+
+
+def print_status(
+    out: Console,
+    layout: ClusterLayout,
+    record: ClusterRecord,
+    observation: Observation,
+    supervisor: int | None,
+    loop_status: LoopStatus | None,
+) -> None:
+    spec = record.spec
+    if supervisor is None:
+        state = "[red]supervisor not running[/] (start it with `redkube up`)"
+    elif loop_status is None:
+        state = f"supervisor pid {supervisor}, no status yet"
+    else:
+        colour = "green" if loop_status.phase.value == "Ready" else "yellow"
+        state = f"[{colour}]{loop_status.phase.value}[/] (supervisor pid {supervisor})"
+    out.print(
+        f"[bold]{spec.name}[/]: {shape(spec)}, node timeout {spec.node_timeout_ms} ms — {state}"
+    )
+    if loop_status is not None and loop_status.step:
+        out.print(f"  step: {loop_status.step}")
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("node", "shard", "role", "address", "host", "slots", "link", "keys", "memory"):
+        table.add_column(column, justify="right" if column in ("keys", "memory") else "left")
+    shard_of_id: dict[str, int] = {}
+    for observed in observation.members:
+        if observed.view is not None:
+            shard_of_id[observed.view.node_id] = observed.member.shard
+    for observed in observation.members:
+        member = observed.member
+        view = observed.view
+        colour = SHARD_COLOURS[member.shard % len(SHARD_COLOURS)]
+        if view is None:
+            table.add_row(
+                Text(member.name, style=colour),
+                str(member.shard),
+                Text("down", style="red"),
+                str(member.address),
+                member.domain.host,
+                "",
+                observed.error or "",
+                "",
+                "",
+            )
+            continue
+        table.add_row(
+            Text(member.name, style=colour),
+            str(member.shard),
+            role_text(view),
+            str(member.address),
+            member.domain.host,
+            describe_ranges(ranges_of(view.myself.slots)) if view.myself.slots else "",
+            link_text(view),
+            str(view.keys),
+            human_bytes(view.used_memory),
+        )
+    out.print(table)
+    out.print(slot_map(observation, shard_of_id))
+    problems = loop_status.problems if loop_status is not None else ()
+    for problem in problems:
+        out.print(f"  [yellow]![/] {problem}")
+    if loop_status is not None and loop_status.events:
+        out.print("recent events:")
+        for event in loop_status.events[-5:]:
+            out.print(f"  {event.message}")
+
+
+def role_text(view: NodeView) -> Text:
+    if view.myself.role is Role.MASTER:
+        return Text("master", style="bold")
+    return Text("replica")
+
+
+def link_text(view: NodeView) -> Text:
+    if view.master_link_up is None:
+        return Text("-")
+    return Text("up", style="green") if view.master_link_up else Text("down", style="red")
+
+
+def slot_map(observation: Observation, shard_of_id: dict[str, int]) -> Text:
+    """One cell per 256 slots, coloured by the shard whose master serves them."""
+    owner: dict[int, int] = {}
+    for view in observation.views():
+        if view.myself.is_master and view.node_id in shard_of_id:
+            for slot in view.myself.slots:
+                owner[slot] = shard_of_id[view.node_id]
+    per_cell = TOTAL_SLOTS // MAP_CELLS
+    text = Text("slots ")
+    for cell in range(MAP_CELLS):
+        shards = {owner.get(slot) for slot in range(cell * per_cell, (cell + 1) * per_cell)}
+        if None in shards:
+            text.append("·", style="red")
+        else:
+            shard = min(s for s in shards if s is not None)
+            text.append(str(shard % 10), style=f"bold {SHARD_COLOURS[shard % len(SHARD_COLOURS)]}")
+    text.append(f" (each cell {per_cell} slots; digit = shard; red · = not served)")
+    return text
+
+
+def human_bytes(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}G"

@@ -1,0 +1,1 @@
+"""The reconcile loop: observe -> next step -> act -> observe again."""

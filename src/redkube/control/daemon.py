@@ -1,0 +1,111 @@
+"""The local supervisor: a detached process that runs the node processes and the loop until
+``redkube down``. It is the local stand-in for the operator's Deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import traceback
+
+from redkube.admin.connections import ClientPool
+from redkube.control.reconciling import Reconciler
+from redkube.control.statuses import LoopStatus, Phase
+from redkube.platform.local.layout import ClusterLayout, write_json
+from redkube.platform.local.processes import LocalPlatform
+
+
+def spawn_supervisor(layout: ClusterLayout) -> int:
+    """Fork a detached supervisor (double fork, new session); return its pid."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        code = 1
+        try:
+            _detach_stdio(layout)
+            os.write(write_end, str(os.getpid()).encode())
+            os.close(write_end)
+            run_supervisor(layout)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as reader:
+        data = reader.read()
+    return int(data)
+
+
+def _detach_stdio(layout: ClusterLayout) -> None:
+    log = os.open(layout.supervisor_log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+
+
+def run_supervisor(layout: ClusterLayout) -> None:
+    layout.supervisor_pid_path.write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(_supervise(layout))
+    finally:
+        layout.supervisor_pid_path.unlink(missing_ok=True)
+
+
+def log(message: str) -> None:
+    now = time.time()
+    stamp = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    )
+    print(f"{stamp} {message}", flush=True)
+
+
+async def _supervise(layout: ClusterLayout) -> None:
+    record = layout.load()
+    password = layout.password()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    reconciler: Reconciler | None = None
+
+    def event(message: str) -> None:
+        if reconciler is not None:
+            reconciler.record(message)
+        else:
+            log(message)
+
+    platform = LocalPlatform(layout, record, password, on_event=event)
+    pool = ClientPool(password)
+    last: list[LoopStatus] = []
+
+    def report(status: LoopStatus) -> None:
+        last[:] = [status]
+        write_json(layout.status_path, {**status.to_json(), "pid": os.getpid(), "at": time.time()})
+
+    reconciler = Reconciler(record.spec, platform, pool, report, log)
+    log(f"supervising {record.spec.name}: {record.spec.shards} shards x {record.spec.replicas}")
+    try:
+        await reconciler.run(stop)
+    finally:
+        log("stopping nodes")
+        with contextlib.suppress(Exception):
+            await pool.close()
+        await platform.stop_all()
+        if last:
+            stopped = LoopStatus(Phase.STOPPED, "stopped", (), 0, 0, None, last[0].events)
+            write_json(layout.status_path, {**stopped.to_json(), "pid": None, "at": time.time()})
+        log("stopped")

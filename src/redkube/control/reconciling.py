@@ -1,0 +1,106 @@
+"""The reconcile loop, the same for every platform.
+
+One pass: observe every member, plan the single next step, act on it, report. A pass that acted
+is followed at once by another; a pass that found nothing to do sleeps until the platform reports
+a change or the resync period ends. Errors are reported and retried with a growing pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from redkube.admin.connections import AdminError, ClientPool
+from redkube.admin.executing import execute
+from redkube.admin.observing import observe
+from redkube.control.statuses import Event, LoopStatus, Phase
+from redkube.model.actions import StartMembers, Step, Wait
+from redkube.model.specs import ClusterSpec
+from redkube.planning.assessing import assess
+from redkube.planning.stepping import next_step
+from redkube.platform import Platform
+
+RESYNC_S = 1.0
+WAIT_POLL_S = 0.02
+MAX_ERROR_PAUSE_S = 5.0
+EVENTS_KEPT = 30
+
+
+class Reconciler:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        platform: Platform,
+        pool: ClientPool,
+        report: Callable[[LoopStatus], None],
+        log: Callable[[str], None],
+    ) -> None:
+        self.spec = spec
+        self.platform = platform
+        self.pool = pool
+        self._report = report
+        self._log = log
+        self._events: list[Event] = []
+        self._ever_ready = False
+        self._errors = 0
+
+    def record(self, message: str) -> None:
+        """Something happened worth telling the user (the local form of a Kubernetes Event)."""
+        self._log(message)
+        self._events = [*self._events, Event(time.time(), message)][-EVENTS_KEPT:]
+
+    async def run_once(self) -> Step:
+        observation = await observe(self.platform.members(), self.pool)
+        step = next_step(self.spec, observation)
+        health = assess(self.spec, observation)
+        error: str | None = None
+        if step is not None and not isinstance(step, Wait):
+            self.record(step.describe())
+            try:
+                if isinstance(step, StartMembers):
+                    await self.platform.start(step.names)
+                else:
+                    await execute(step, self.pool)
+                self._errors = 0
+            except AdminError as failure:
+                error = str(failure)
+                self._errors += 1
+                self.record(f"failed: {error}")
+        ready = step is None and health.ok
+        self._ever_ready = self._ever_ready or ready
+        phase = Phase.HEALING if self._ever_ready else Phase.BOOTSTRAPPING
+        if ready:
+            phase = Phase.READY
+        self._report(
+            LoopStatus(
+                phase=phase,
+                step="in sync with the spec" if step is None else step.describe(),
+                problems=health.problems,
+                masters=health.masters,
+                linked_replicas=health.linked_replicas,
+                error=error,
+                events=tuple(self._events),
+            )
+        )
+        return step
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            step = await self.run_once()
+            if self._errors:
+                pause = min(0.1 * 2 ** (self._errors - 1), MAX_ERROR_PAUSE_S)
+            elif step is None:
+                pause = RESYNC_S
+            elif isinstance(step, Wait):
+                pause = WAIT_POLL_S
+            else:
+                continue
+            await self._pause(pause, stop)
+
+    async def _pause(self, seconds: float, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        changed = asyncio.ensure_future(self.platform.wait_for_change(seconds))
+        await asyncio.wait({stopping, changed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopping, changed):
+            task.cancel()

@@ -1,0 +1,43 @@
+"""Cluster members as the platform sees them: pods, or local processes with pod semantics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from redkube.model.addresses import Address
+
+
+class MemberState(Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"  # dead or never started: the platform will start it when asked
+    BACKOFF = "backoff"  # crashed repeatedly: the platform waits before starting it again
+
+
+@dataclass(frozen=True, order=True)
+class FailureDomain:
+    host: str
+    zone: str
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.zone}"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One Redis node's slot in the spec: a StatefulSet pod ``<cluster>-<shard>-<ordinal>``."""
+
+    name: str
+    shard: int
+    ordinal: int
+    address: Address | None
+    domain: FailureDomain
+    state: MemberState
+
+    @property
+    def running(self) -> bool:
+        return self.state is MemberState.RUNNING
+
+
+def member_name(cluster: str, shard: int, ordinal: int) -> str:
+    return f"{cluster}-{shard}-{ordinal}"

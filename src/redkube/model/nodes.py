@@ -1,0 +1,85 @@
+"""Redis Cluster nodes as Redis itself reports them (CLUSTER NODES, INFO)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from redkube.model.addresses import Address
+
+
+class Role(Enum):
+    MASTER = "master"
+    REPLICA = "replica"
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One line of CLUSTER NODES: what one node believes about another (or itself)."""
+
+    node_id: str
+    address: Address | None
+    flags: frozenset[str]
+    master_id: str | None
+    config_epoch: int
+    connected: bool
+    slots: frozenset[int] = frozenset()
+    migrating: Mapping[int, str] = field(default_factory=dict)
+    importing: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def role(self) -> Role:
+        return Role.REPLICA if "slave" in self.flags else Role.MASTER
+
+    @property
+    def is_master(self) -> bool:
+        return self.role is Role.MASTER
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.flags
+
+    @property
+    def suspected(self) -> bool:
+        return "fail?" in self.flags
+
+    @property
+    def in_handshake(self) -> bool:
+        return "handshake" in self.flags
+
+    @property
+    def myself(self) -> bool:
+        return "myself" in self.flags
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """Everything one reachable node told us in one observation."""
+
+    address: Address
+    myself: NodeEntry
+    known: tuple[NodeEntry, ...]
+    cluster_ok: bool
+    master_link_up: bool | None
+    replication_offset: int
+    keys: int
+    used_memory: int
+    version: str
+
+    @property
+    def node_id(self) -> str:
+        return self.myself.node_id
+
+    def entry(self, node_id: str) -> NodeEntry | None:
+        for entry in self.known:
+            if entry.node_id == node_id:
+                return entry
+        return None
+
+    def others(self) -> tuple[NodeEntry, ...]:
+        return tuple(e for e in self.known if not e.myself and not e.in_handshake)
+
+    @property
+    def alone(self) -> bool:
+        return not self.others()

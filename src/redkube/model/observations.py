@@ -1,0 +1,41 @@
+"""One consistent look at a cluster: the platform's members and what each Redis node said."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from redkube.model.members import Member
+from redkube.model.nodes import NodeEntry, NodeView
+
+
+@dataclass(frozen=True)
+class MemberObservation:
+    member: Member
+    view: NodeView | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    members: tuple[MemberObservation, ...]
+
+    def views(self) -> Iterator[NodeView]:
+        for observed in self.members:
+            if observed.view is not None:
+                yield observed.view
+
+    def member_ids(self) -> frozenset[str]:
+        return frozenset(view.node_id for view in self.views())
+
+    def view_of(self, node_id: str) -> NodeView | None:
+        for view in self.views():
+            if view.node_id == node_id:
+                return view
+        return None
+
+    def entries_about(self, node_id: str) -> Iterator[NodeEntry]:
+        for view in self.views():
+            entry = view.entry(node_id)
+            if entry is not None:
+                yield entry

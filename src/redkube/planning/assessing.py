@@ -1,0 +1,126 @@
+"""Health: what is wrong with a cluster right now, derived from one observation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redkube.model.members import MemberState
+from redkube.model.nodes import NodeView, Role
+from redkube.model.observations import Observation
+from redkube.model.slots import ALL_SLOTS, describe_ranges, ranges_of
+from redkube.model.specs import ClusterSpec
+
+
+def claimed_slots(observation: Observation) -> frozenset[int]:
+    """Slots that any node believes some node (alive or failed) serves."""
+    claimed: set[int] = set()
+    for view in observation.views():
+        for entry in view.known:
+            claimed |= entry.slots
+    return frozenset(claimed)
+
+
+def stale_ids(observation: Observation) -> tuple[str, ...]:
+    """Node IDs some member still knows that belong to no current member (a node that lost its
+    data and came back with a new ID leaves its old ID behind)."""
+    current = observation.member_ids()
+    stale = {
+        entry.node_id
+        for view in observation.views()
+        for entry in view.known
+        if not entry.in_handshake and entry.node_id not in current
+    }
+    return tuple(sorted(stale))
+
+
+def shard_views(spec: ClusterSpec, observation: Observation, shard: int) -> list[NodeView]:
+    return [
+        observed.view
+        for observed in observation.members
+        if observed.member.shard == shard and observed.view is not None
+    ]
+
+
+def shard_masters(spec: ClusterSpec, observation: Observation, shard: int) -> list[NodeView]:
+    """Reachable members of the shard that are masters serving slots."""
+    return [
+        view
+        for view in shard_views(spec, observation, shard)
+        if view.myself.is_master and view.myself.slots
+    ]
+
+
+def open_slots(observation: Observation) -> tuple[str, ...]:
+    found: list[str] = []
+    for view in observation.views():
+        for slot, target in sorted(view.myself.migrating.items()):
+            found.append(f"slot {slot} migrating from {view.address} to {target[:8]}")
+        for slot, source in sorted(view.myself.importing.items()):
+            found.append(f"slot {slot} importing into {view.address} from {source[:8]}")
+    return tuple(found)
+
+
+def failing_flags(observation: Observation) -> tuple[str, ...]:
+    """Current members that some other member flags as failing (fail or fail?)."""
+    names = {o.view.node_id: o.member.name for o in observation.members if o.view is not None}
+    found: list[str] = []
+    for observed in observation.members:
+        view = observed.view
+        if view is None:
+            continue
+        for entry in view.others():
+            if entry.node_id in names and (entry.failed or entry.suspected):
+                found.append(f"{names[entry.node_id]} flagged failing by {observed.member.name}")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Health:
+    problems: tuple[str, ...]
+    masters: int
+    linked_replicas: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def assess(spec: ClusterSpec, observation: Observation) -> Health:
+    problems: list[str] = []
+    for observed in observation.members:
+        member = observed.member
+        if member.state is not MemberState.RUNNING:
+            problems.append(f"{member.name} is {member.state.value}")
+        elif observed.view is None:
+            problems.append(f"{member.name} unreachable: {observed.error or 'no address'}")
+    uncovered = ALL_SLOTS - claimed_slots(observation)
+    if uncovered:
+        problems.append(
+            f"{len(uncovered)} slots uncovered ({describe_ranges(ranges_of(uncovered))})"
+        )
+    problems.extend(open_slots(observation))
+    problems.extend(failing_flags(observation))
+    for node_id in stale_ids(observation):
+        problems.append(f"stale node {node_id[:8]} still known")
+    masters = 0
+    linked = 0
+    for shard in range(spec.shards):
+        found = shard_masters(spec, observation, shard)
+        if len(found) != 1:
+            problems.append(f"shard {shard} has {len(found)} masters serving slots")
+            continue
+        masters += 1
+        master = found[0]
+        for view in shard_views(spec, observation, shard):
+            if view is master:
+                continue
+            if view.myself.role is not Role.REPLICA or view.myself.master_id != master.node_id:
+                problems.append(f"{view.address} is not a replica of shard {shard}'s master")
+            elif not view.master_link_up:
+                problems.append(f"{view.address} replication link down")
+            else:
+                linked += 1
+    for view in observation.views():
+        if not view.cluster_ok:
+            problems.append(f"{view.address} reports cluster_state:fail")
+    return Health(tuple(problems), masters, linked)

@@ -1,0 +1,243 @@
+"""The next step: given what the user asked for and what we see, the one change to make now.
+
+Rules are tried in order; the first that has something to say wins. Every rule is level-triggered:
+it looks only at the current observation, so re-running after a crash picks up where we were.
+Bootstrap ("create") only ever happens on nodes that hold no slots, no keys and know no peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from redkube.model.actions import (
+    AddSlots,
+    Failover,
+    FailoverMode,
+    Forget,
+    Meet,
+    Replicate,
+    SetConfigEpochs,
+    StartMembers,
+    Step,
+    Wait,
+)
+from redkube.model.addresses import Address
+from redkube.model.members import MemberState
+from redkube.model.nodes import NodeView, Role
+from redkube.model.observations import Observation
+from redkube.model.slots import ALL_SLOTS, SlotRange, ranges_of
+from redkube.model.specs import ClusterSpec
+from redkube.planning.allocating import allocate_slots
+from redkube.planning.assessing import (
+    claimed_slots,
+    failing_flags,
+    open_slots,
+    shard_masters,
+    shard_views,
+    stale_ids,
+)
+
+Rule = Callable[[ClusterSpec, Observation], Step]
+
+
+def next_step(spec: ClusterSpec, observation: Observation) -> Step:
+    """The single next action, a Wait, or None when the cluster matches the spec."""
+    for rule in RULES:
+        step = rule(spec, observation)
+        if step is not None:
+            return step
+    return None
+
+
+def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
+    """A member the platform knows is dead was a master: promote its best replica now, before
+    anything restarts it (a restarted master with lost writes would resync its replicas)."""
+    views = list(observation.views())
+    serving = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
+    masters = {
+        entry.node_id for view in views for entry in view.known if entry.is_master and entry.slots
+    }
+    alive_masters = {view.node_id for view in views if view.myself.is_master and view.myself.slots}
+    for observed in observation.members:
+        member = observed.member
+        if member.running or member.address is None:
+            continue
+        dead_ids = {
+            entry.node_id
+            for view in views
+            for entry in view.others()
+            if entry.address == member.address and entry.is_master and entry.slots - serving
+        }
+        for dead_id in sorted(dead_ids):
+            candidates = [
+                view
+                for view in views
+                if view.myself.role is Role.REPLICA and view.myself.master_id == dead_id
+            ]
+            if not candidates:
+                continue
+            best = max(candidates, key=lambda v: (v.replication_offset, str(v.address)))
+            majority_alive = 2 * len(alive_masters) > len(masters)
+            mode = FailoverMode.FORCE if majority_alive else FailoverMode.TAKEOVER
+            return Failover(
+                best.address,
+                mode,
+                f"{member.name} died while master; promoting the replica with the highest offset",
+            )
+    return None
+
+
+def start_stopped_members(spec: ClusterSpec, observation: Observation) -> Step:
+    stopped = tuple(
+        o.member.name for o in observation.members if o.member.state is MemberState.STOPPED
+    )
+    if stopped:
+        return StartMembers(stopped)
+    return None
+
+
+def wait_for_members(spec: ClusterSpec, observation: Observation) -> Step:
+    for observed in observation.members:
+        member = observed.member
+        if member.state is MemberState.BACKOFF:
+            return Wait(
+                f"{member.name} crashed repeatedly; the platform backs off before restarting"
+            )
+        if observed.view is None:
+            return Wait(f"{member.name} is not answering yet ({observed.error or 'no address'})")
+    return None
+
+
+def bootstrap(spec: ClusterSpec, observation: Observation) -> Step:
+    """On a brand-new cluster: distinct config epochs, then each shard's slots to ordinal 0."""
+    views = list(observation.views())
+    if not all(v.alone and not v.myself.slots and v.keys == 0 for v in views):
+        return None
+    allocation = allocate_slots(spec.shards)
+    firsts = [o for o in observation.members if o.member.ordinal == 0 and o.view is not None]
+    epochs = tuple(
+        (o.view.address, o.member.shard + 1)
+        for o in firsts
+        if o.view is not None and o.view.myself.config_epoch == 0
+    )
+    if epochs:
+        return SetConfigEpochs(epochs)
+    return AddSlots(
+        tuple((o.view.address, (allocation[o.member.shard],)) for o in firsts if o.view is not None)
+    )
+
+
+def meet(spec: ClusterSpec, observation: Observation) -> Step:
+    """Every member must know every other member at its current address (pods get new IPs)."""
+    views = list(observation.views())
+    pairs: list[tuple[Address, Address]] = []
+    for source in views:
+        for target in views:
+            if target is source:
+                continue
+            entry = source.entry(target.node_id)
+            if entry is not None and entry.address == target.address:
+                continue
+            claimed_by_others = {
+                slot for e in source.known if e.node_id != target.node_id for slot in e.slots
+            }
+            if target.myself.slots & claimed_by_others:
+                return Wait(
+                    f"{target.address} claims slots that {source.address} sees served by others; "
+                    "refusing to merge them"
+                )
+            pairs.append((source.address, target.address))
+    if pairs:
+        return Meet(tuple(pairs))
+    return None
+
+
+def assign_uncovered_slots(spec: ClusterSpec, observation: Observation) -> Step:
+    uncovered = ALL_SLOTS - claimed_slots(observation)
+    if not uncovered:
+        return None
+    allocation = allocate_slots(spec.shards)
+    assignments: list[tuple[Address, tuple[SlotRange, ...]]] = []
+    for shard, shard_range in enumerate(allocation):
+        missing = uncovered & frozenset(shard_range.slots())
+        if not missing:
+            continue
+        target = _slot_target(spec, observation, shard)
+        if target is None:
+            return Wait(f"no node of shard {shard} can take its uncovered slots yet")
+        assignments.append((target.address, ranges_of(missing)))
+    return AddSlots(tuple(assignments))
+
+
+def _slot_target(spec: ClusterSpec, observation: Observation, shard: int) -> NodeView | None:
+    masters = shard_masters(spec, observation, shard)
+    if masters:
+        return masters[0]
+    empty = [v for v in shard_views(spec, observation, shard) if v.myself.is_master and v.keys == 0]
+    return empty[0] if empty else None
+
+
+def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
+    assignments: list[tuple[Address, str]] = []
+    for shard in range(spec.shards):
+        masters = shard_masters(spec, observation, shard)
+        if len(masters) > 1:
+            return Wait(f"shard {shard} has {len(masters)} masters serving slots")
+        if not masters:
+            continue
+        master = masters[0]
+        for view in shard_views(spec, observation, shard):
+            if view is master or view.myself.master_id == master.node_id:
+                continue
+            known = view.entry(master.node_id)
+            if known is None or known.in_handshake:
+                continue
+            assignments.append((view.address, master.node_id))
+    if assignments:
+        return Replicate(tuple(assignments))
+    return None
+
+
+def forget_stale_nodes(spec: ClusterSpec, observation: Observation) -> Step:
+    views = list(observation.views())
+    member_addresses = {o.member.address for o in observation.members}
+    for node_id in stale_ids(observation):
+        if any(view.myself.master_id == node_id for view in views):
+            continue  # a replica still follows it: attach that replica first
+        entries = list(observation.entries_about(node_id))
+        if any(entry.slots for entry in entries):
+            replaced = all(entry.failed and entry.address in member_addresses for entry in entries)
+            if not replaced:
+                continue  # still owns slots: a failover must come first
+        on = tuple(view.address for view in views if view.entry(node_id) is not None)
+        return Forget(node_id, on)
+    return None
+
+
+def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
+    names = {o.view.address: o.member.name for o in observation.members if o.view is not None}
+    for view in observation.views():
+        if view.myself.role is Role.REPLICA and not view.master_link_up:
+            return Wait(f"{names[view.address]} is syncing from its master")
+    for problem in open_slots(observation) + failing_flags(observation):
+        return Wait(problem)
+    for view in observation.views():
+        if not view.cluster_ok:
+            return Wait(f"{names[view.address]} does not report cluster_state:ok yet")
+    for shard in range(spec.shards):
+        if len(shard_masters(spec, observation, shard)) != 1:
+            return Wait(f"shard {shard} has no master serving slots")
+    return None
+
+
+RULES: tuple[Rule, ...] = (
+    fail_over_dead_masters,
+    start_stopped_members,
+    wait_for_members,
+    bootstrap,
+    meet,
+    assign_uncovered_slots,
+    attach_replicas,
+    forget_stale_nodes,
+    wait_for_settling,
+)

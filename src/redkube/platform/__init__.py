@@ -1,0 +1,24 @@
+"""Where Redis nodes run: the Platform protocol and its backends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from redkube.model.members import Member
+
+
+class Platform(Protocol):
+    """What the reconcile loop needs from wherever nodes run (local processes, Kubernetes)."""
+
+    def members(self) -> Sequence[Member]:
+        """Every member of the spec, with its address, failure domain and state, right now."""
+        ...
+
+    async def start(self, names: Sequence[str]) -> None:
+        """Start the named stopped members (a kubelet restarting a container)."""
+        ...
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return as soon as the platform sees a change (a death), or after ``timeout``."""
+        ...

