@@ -139,6 +139,8 @@ def stop_everything(cli: Redkube) -> None:
         return
     for record in cli.home.glob("*/cluster.json"):
         cluster = LocalCluster(record.parent.name, record.parent)
+        if cluster.record.get("format") != 1:
+            continue  # a deliberately foreign record: nothing of ours runs from it
         pids = [cluster.supervisor_pid()] + [cluster.node_pid(m["name"]) for m in cluster.members()]
         cli.run("down", "--name", cluster.name)
         for pid in pids:

@@ -41,6 +41,7 @@ from redkube.platform.local.servers import resolve_server
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
 POLL_S = 0.02
+CRASH_LOOP = "crashed repeatedly"
 STOP_WAIT_S = 60.0
 
 out = Console(highlight=False)
@@ -141,6 +142,13 @@ def wait_until_ready(layout: ClusterLayout, supervisor: int, timeout: float) -> 
                 tail = rendering.tail(layout.supervisor_log_path, 3)
                 raise UserError(f"the supervisor stopped before the cluster was ready: {tail}")
             if status is not None:
+                if status.phase is Phase.BOOTSTRAPPING and CRASH_LOOP in status.step:
+                    node = status.step.split(" ", 2)[1]
+                    log = rendering.tail(layout.node_dir(node) / "server.log", 1)
+                    raise UserError(
+                        f"node {node} keeps crashing ({log}); the supervisor keeps retrying, "
+                        f"`redkube down --name {layout.name}` stops it"
+                    )
                 spinner.update(f"{status.phase.value.lower()}: {status.step}")
             time.sleep(POLL_S)
     step = status.step if status else "no status yet"

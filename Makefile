@@ -1,0 +1,39 @@
+# `make up` starts a local 3-shard, 1-replica cluster; `make test` runs the whole suite.
+# Both create .venv and install everything first. Set PYTHON to pick the interpreter (>= 3.11).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/redkube up
+
+down: $(STAMP)
+	$(BIN)/redkube down
+
+status: $(STAMP)
+	$(BIN)/redkube status
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	@mkdir -p build
+	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bootstrap.py
+	$(BIN)/python bench/failover.py
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache
