@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reference import PASSWORD, ReferenceCluster, all_linked, default_server  # noqa: E402
+from reference import PASSWORD, ReferenceCluster, all_linked, default_server
 
 VICTIM_SLOTS = range(0, 5461)
 
@@ -50,8 +50,12 @@ def measure(ips: list[str], victim: str, password: str, kill: Callable[[], None]
 
     Only writes that start after the victim's port is confirmed closed count, so a reply already
     in flight when the signal lands is not mistaken for recovery."""
-    client = RedisCluster(startup_nodes=[ClusterNode(ip, 6379) for ip in ips], password=password,
-                          socket_timeout=1, socket_connect_timeout=0.5)
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(ip, 6379) for ip in ips],
+        password=password,
+        socket_timeout=1,
+        socket_connect_timeout=0.5,
+    )
     keys = victim_keys()
     killed_at: list[float] = []
     dead_at: list[float] = []
@@ -96,8 +100,12 @@ def run_redkube(server: str, timeout_ms: int) -> float:
     home = Path(tempfile.mkdtemp(prefix="redkube-bench-"))
     env = {**os.environ, "REDKUBE_HOME": str(home), "REDKUBE_ADDRESS_POOL": "127.0.243.0/24"}
     cli = [sys.executable, "-m", "redkube"]
-    subprocess.run([*cli, "up", "--name", "bench", "--server", server, "--node-timeout",
-                    str(timeout_ms)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*cli, "up", "--name", "bench", "--server", server, "--node-timeout", str(timeout_ms)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     try:
         record = json.loads((home / "bench" / "cluster.json").read_text())
         ips = [m["ip"] for m in record["members"]]
@@ -105,8 +113,9 @@ def run_redkube(server: str, timeout_ms: int) -> float:
         pid = int((home / "bench" / "nodes" / "bench-0-0" / "pid").read_text())
         return measure(ips, ips[0], password, lambda: os.kill(pid, signal.SIGKILL))
     finally:
-        subprocess.run([*cli, "down", "--name", "bench", "--purge"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*cli, "down", "--name", "bench", "--purge"], env=env, check=True, capture_output=True
+        )
 
 
 def run_reference(server: str, timeout_ms: int) -> float:
@@ -136,15 +145,23 @@ def main() -> None:
     for run in range(args.runs):
         ours.append(run_redkube(args.server, args.node_timeout))
         theirs.append(run_reference(args.server, args.node_timeout))
-        print(f"run {run + 1}/{args.runs}: redkube {ours[-1]:.2f}s, "
-              f"Redis election {theirs[-1]:.2f}s", file=sys.stderr)
+        print(
+            f"run {run + 1}/{args.runs}: redkube {ours[-1]:.2f}s, Redis election {theirs[-1]:.2f}s",
+            file=sys.stderr,
+        )
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"failover under writes, node timeout {args.node_timeout} ms, server {args.server}, "
-          f"median of {args.runs} runs")
-    print(f"  redkube (platform-reported death, FAILOVER FORCE): {a:.2f}s "
-          f"(runs: {', '.join(f'{x:.2f}' for x in ours)})")
-    print(f"  Redis' own election:                               {b:.2f}s "
-          f"(runs: {', '.join(f'{x:.2f}' for x in theirs)})")
+    print(
+        f"failover under writes, node timeout {args.node_timeout} ms, server {args.server}, "
+        f"median of {args.runs} runs"
+    )
+    print(
+        f"  redkube (platform-reported death, FAILOVER FORCE): {a:.2f}s "
+        f"(runs: {', '.join(f'{x:.2f}' for x in ours)})"
+    )
+    print(
+        f"  Redis' own election:                               {b:.2f}s "
+        f"(runs: {', '.join(f'{x:.2f}' for x in theirs)})"
+    )
     print(f"  speed-up: {b / a:.1f}x")
 
 

@@ -51,8 +51,9 @@ class ReferenceCluster:
             (data / "redis.conf").write_text(render(ip, data, self.node_timeout_ms))
             log = open(data / "server.log", "wb")  # noqa: SIM115 - closed with the process
             self.processes.append(
-                subprocess.Popen([self.server, str(data / "redis.conf")], stdout=log,
-                                 stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    [self.server, str(data / "redis.conf")], stdout=log, stderr=subprocess.STDOUT
+                )
             )
         for ip in self.ips:
             wait_until(lambda ip=ip: ping(ip), 10, f"{ip} to listen")
@@ -61,10 +62,21 @@ class ReferenceCluster:
         cli = shutil.which("redis-cli")
         assert cli, "redis-cli is needed (apt-get install redis-tools)"
         subprocess.run(
-            [cli, "-a", PASSWORD, "--no-auth-warning", "--cluster", "create",
-             *(f"{ip}:6379" for ip in self.ips), "--cluster-replicas", str(replicas),
-             "--cluster-yes"],
-            check=True, capture_output=True, timeout=120,
+            [
+                cli,
+                "-a",
+                PASSWORD,
+                "--no-auth-warning",
+                "--cluster",
+                "create",
+                *(f"{ip}:6379" for ip in self.ips),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
 
     def stop(self) -> None:
@@ -81,8 +93,14 @@ class ReferenceCluster:
 
 
 def client(ip: str) -> redis.Redis:
-    return redis.Redis(host=ip, port=6379, password=PASSWORD, socket_timeout=1,
-                       socket_connect_timeout=1, decode_responses=True)
+    return redis.Redis(
+        host=ip,
+        port=6379,
+        password=PASSWORD,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        decode_responses=True,
+    )
 
 
 def ping(ip: str, password: str = PASSWORD) -> bool:
@@ -97,8 +115,9 @@ def all_linked(ips: list[str], password: str, replicas_expected: int) -> bool:
     linked = 0
     for ip in ips:
         try:
-            with redis.Redis(host=ip, port=6379, password=password, socket_timeout=0.5,
-                             decode_responses=True) as c:
+            with redis.Redis(
+                host=ip, port=6379, password=password, socket_timeout=0.5, decode_responses=True
+            ) as c:
                 info = c.info("replication")
         except redis.RedisError:
             return False
@@ -112,8 +131,9 @@ def all_linked(ips: list[str], password: str, replicas_expected: int) -> bool:
 def all_ok(ips: list[str], password: str) -> bool:
     for ip in ips:
         try:
-            with redis.Redis(host=ip, port=6379, password=password, socket_timeout=0.5,
-                             decode_responses=True) as c:
+            with redis.Redis(
+                host=ip, port=6379, password=password, socket_timeout=0.5, decode_responses=True
+            ) as c:
                 if "cluster_state:ok" not in str(c.execute_command("CLUSTER", "INFO")):
                     return False
         except redis.RedisError:

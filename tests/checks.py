@@ -17,7 +17,10 @@ def redis_cli_check(cluster: LocalCluster) -> str:
     first = cluster.members()[0]["ip"]
     done = subprocess.run(
         [cli, "-a", cluster.password, "--no-auth-warning", "--cluster", "check", f"{first}:6379"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output

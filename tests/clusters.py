@@ -61,15 +61,21 @@ class LocalCluster:
 
     def client(self, name: str) -> redis.Redis:
         return redis.Redis(
-            host=self.member(name)["ip"], port=6379, password=self.password,
-            decode_responses=True, socket_timeout=5,
+            host=self.member(name)["ip"],
+            port=6379,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=5,
         )
 
     def cluster_client(self) -> RedisCluster:
         nodes = [ClusterNode(m["ip"], 6379) for m in self.members()]
         return RedisCluster(
-            startup_nodes=nodes, password=self.password, decode_responses=True,
-            socket_timeout=2, socket_connect_timeout=1,
+            startup_nodes=nodes,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=2,
+            socket_connect_timeout=1,
         )
 
     def node_pid(self, name: str) -> int | None:
@@ -98,7 +104,8 @@ class LocalCluster:
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         return wait_for(
             lambda: s if (s := self.status())["phase"] == "Ready" else None,
-            timeout, f"{self.name} to report phase Ready",
+            timeout,
+            f"{self.name} to report phase Ready",
         )
 
     def wait_unready(self, timeout: float = 30.0) -> None:
@@ -117,7 +124,11 @@ class Redkube:
     def run(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "redkube", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -128,8 +139,18 @@ class Redkube:
     def up_cluster(
         self, name: str, shards: int, replicas: int, server: str, *extra: str
     ) -> LocalCluster:
-        self.ok("up", "--name", name, "--shards", str(shards), "--replicas", str(replicas),
-                "--server", server, *extra)
+        self.ok(
+            "up",
+            "--name",
+            name,
+            "--shards",
+            str(shards),
+            "--replicas",
+            str(replicas),
+            "--server",
+            server,
+            *extra,
+        )
         return LocalCluster(name, self.home / name)
 
 

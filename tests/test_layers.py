@@ -12,7 +12,11 @@ def test_import_contracts_are_kept() -> None:
     lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [lint_imports, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120,
+        [lint_imports, "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

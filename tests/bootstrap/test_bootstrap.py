@@ -30,8 +30,9 @@ def test_bootstrap_is_fully_redundant(
 
 
 def test_up_prints_how_to_connect(redkube: Redkube, server: str) -> None:
-    done = redkube.ok("up", "--name", "hello", "--shards", "1", "--replicas", "0",
-                      "--server", server)
+    done = redkube.ok(
+        "up", "--name", "hello", "--shards", "1", "--replicas", "0", "--server", server
+    )
     password = (redkube.home / "hello" / "password").read_text().strip()
     assert "is ready" in done.stdout
     assert password in done.stdout

@@ -110,9 +110,7 @@ def test_missing_server_binary(redkube: Redkube) -> None:
 def fake_server(tmp_path: Path, version_line: str, body: str = "exit 1") -> str:
     script = tmp_path / "fake-server"
     script.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = "--version" ]; then echo "{version_line}"; exit 0; fi\n'
-        f"{body}\n"
+        f'#!/bin/sh\nif [ "$1" = "--version" ]; then echo "{version_line}"; exit 0; fi\n{body}\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script)
@@ -135,8 +133,19 @@ def test_server_that_crashes_at_start(redkube: Redkube, tmp_path: Path) -> None:
     crashing = fake_server(
         tmp_path, "Redis server v=7.0.15 sha=0", body='echo "FATAL: simulated crash"; exit 1'
     )
-    done = redkube.run("up", "--name", "crashy", "--shards", "1", "--replicas", "0",
-                       "--server", crashing, "--timeout", "60")
+    done = redkube.run(
+        "up",
+        "--name",
+        "crashy",
+        "--shards",
+        "1",
+        "--replicas",
+        "0",
+        "--server",
+        crashing,
+        "--timeout",
+        "60",
+    )
     assert_one_line_error(done, ERROR, "node crashy-0-0 keeps crashing", "FATAL: simulated crash")
     redkube.ok("down", "--name", "crashy", "--purge")
     assert_nothing_created(redkube, "crashy")

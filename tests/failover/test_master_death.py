@@ -53,9 +53,7 @@ def test_master_sigkill_under_writes(cluster_3x1: LocalCluster, redkube: Redkube
         assert_keys(client, log.acknowledged)
 
 
-def test_redis_own_election_when_the_platform_cannot_see(
-    redkube: Redkube, server: str
-) -> None:
+def test_redis_own_election_when_the_platform_cannot_see(redkube: Redkube, server: str) -> None:
     """A hung master (SIGSTOP) is invisible to the platform: Redis elects; the loop confirms."""
     cluster = redkube.up_cluster("hung", 3, 1, server, "--node-timeout", "1000")
     victim = "hung-1-0"
