@@ -38,7 +38,8 @@ def server(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def redkube(tmp_path: Path) -> Iterator[Redkube]:
     """The CLI with its own state root and its own /24 of loopback addresses."""
-    pool = f"127.0.{next(_pools) % 250 + 1}.0/24"
+    # The second octet comes from our pid, so two test sessions on one machine never share.
+    pool = f"127.{os.getpid() % 200 + 20}.{next(_pools) % 250 + 1}.0/24"
     cli = Redkube(home=tmp_path / "state", pool=pool)
     try:
         yield cli

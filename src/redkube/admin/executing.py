@@ -15,11 +15,12 @@ from redkube.model.actions import (
     Forget,
     Meet,
     Replicate,
+    Reset,
     SetConfigEpochs,
 )
 from redkube.model.addresses import Address
 
-RedisAction = SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget
+RedisAction = SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget | Reset
 
 CONFIRM_TIMEOUT_S = 3.0
 POLL_INTERVAL_S = 0.01
@@ -40,6 +41,8 @@ async def execute(action: RedisAction, pool: ClientPool) -> None:
             await _fail_over(replica, mode, pool)
         case Forget(node_id, on):
             await _all(_forget(pool, address, node_id) for address in on)
+        case Reset(address, _reason):
+            await pool.client(address).cluster_reset(hard=False)
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

@@ -44,6 +44,7 @@ class Reconciler:
         self._events: list[Event] = []
         self._ever_ready = False
         self._errors = 0
+        self._last_wait: str | None = None
 
     def record(self, message: str) -> None:
         """Something happened worth telling the user (the local form of a Kubernetes Event)."""
@@ -55,6 +56,9 @@ class Reconciler:
         step = next_step(self.spec, observation)
         health = assess(self.spec, observation)
         error: str | None = None
+        if isinstance(step, Wait) and step.reason != self._last_wait:
+            self._log(step.describe())
+        self._last_wait = step.reason if isinstance(step, Wait) else None
         if step is not None and not isinstance(step, Wait):
             self.record(step.describe())
             try:

@@ -82,6 +82,17 @@ class Forget:
 
 
 @dataclass(frozen=True)
+class Reset:
+    """CLUSTER RESET SOFT: the node forgets its peers (and, being empty, loses nothing)."""
+
+    address: Address
+    reason: str
+
+    def describe(self) -> str:
+        return f"reset {self.address}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Wait:
     """Nothing to do but let Redis (or the platform) progress; ``reason`` says on what."""
 
@@ -91,5 +102,5 @@ class Wait:
         return f"waiting: {self.reason}"
 
 
-Action = StartMembers | SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget
+Action = StartMembers | SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget | Reset
 Step = Action | Wait | None

@@ -16,6 +16,7 @@ from redkube.model.actions import (
     Forget,
     Meet,
     Replicate,
+    Reset,
     SetConfigEpochs,
     StartMembers,
     Step,
@@ -127,6 +128,36 @@ def bootstrap(spec: ClusterSpec, observation: Observation) -> Step:
     )
 
 
+def reset_foreign_nodes(spec: ClusterSpec, observation: Observation) -> Step:
+    """A member whose peers are all strangers carries another cluster's config (a reused volume,
+    a copied nodes.conf). Meeting it would gossip that cluster's nodes and slots into ours, so an
+    empty one is reset first; one that holds data is left alone and reported."""
+    member_ids = observation.member_ids()
+    member_addresses = {o.member.address for o in observation.members}
+    for observed in observation.members:
+        view = observed.view
+        if view is None:
+            continue
+        peers = view.others()
+        # A stale ID of one of ours sits at a member's address, or at none once Redis has seen
+        # another ID answer there (noaddr); only a peer at an address not ours is a stranger.
+        strangers = [
+            peer
+            for peer in peers
+            if peer.address is not None and peer.address not in member_addresses
+        ]
+        if not strangers or any(peer.node_id in member_ids for peer in peers):
+            continue
+        name = observed.member.name
+        if view.keys or view.myself.slots:
+            return Wait(
+                f"{name} belongs to another cluster ({len(strangers)} unknown peers) and holds "
+                f"{view.keys} keys; refusing to reset it: move its data away or wipe it"
+            )
+        return Reset(view.address, f"{name} is empty but knows only another cluster's nodes")
+    return None
+
+
 def meet(spec: ClusterSpec, observation: Observation) -> Step:
     """Every member must know every other member at its current address (pods get new IPs)."""
     views = list(observation.views())
@@ -234,6 +265,7 @@ RULES: tuple[Rule, ...] = (
     fail_over_dead_masters,
     start_stopped_members,
     wait_for_members,
+    reset_foreign_nodes,
     bootstrap,
     meet,
     assign_uncovered_slots,
