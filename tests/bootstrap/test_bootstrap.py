@@ -23,7 +23,10 @@ def test_bootstrap_is_fully_redundant(
     redis_cli_check(cluster)
     assert_fully_linked(cluster)
     assert_replicas_apart(cluster)
-    assert len(cluster.masters()) == shards
+    masters = cluster.masters()
+    assert len(masters) == shards
+    master_hosts = [cluster.member(name)["host"] for name in masters]
+    assert len(set(master_hosts)) == min(shards, 3), master_hosts  # spread over the 3 hosts
     with cluster.cluster_client() as client:
         written = write_keys(client, 10_000)
         assert_keys(client, written)

@@ -55,3 +55,32 @@ def test_wiped_node_rejoins_as_replica(
     assert_fully_linked(cluster)
     with cluster.cluster_client() as client:
         assert_keys(client, written)
+
+
+def test_wiped_master_dying_with_its_replica_keeps_the_replicas_data(
+    cluster_3x1: LocalCluster, redkube: Redkube
+) -> None:
+    """Both nodes of shard 2 die; the master also lost its volume. The replica's copy must win:
+    it is promoted, and the empty node that comes back at the master's address follows it."""
+    cluster = cluster_3x1
+    with cluster.cluster_client() as client:
+        written = write_keys(client, 3000)
+    master, replica = "demo-2-0", "demo-2-1"
+    pids = [cluster.node_pid(master), cluster.node_pid(replica)]
+    assert None not in pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # type: ignore[arg-type]
+    shutil.rmtree(cluster.dir / "nodes" / master / "data")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    cluster.wait_unready()
+    cluster.wait_ready()
+
+    assert cluster.roles()[replica] == "master"
+    assert cluster.roles()[master] == "slave"
+    assert any(e.startswith("failover") for e in cluster.events()), cluster.events()
+    redis_cli_check(cluster)
+    assert_fully_linked(cluster)
+    with cluster.cluster_client() as client:
+        assert_keys(client, written)

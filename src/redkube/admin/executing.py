@@ -37,8 +37,15 @@ async def execute(action: RedisAction, pool: ClientPool) -> None:
             await _await_handshakes({source for source, _ in pairs}, pool)
         case Replicate(assignments):
             await _all(pool.client(a).cluster_replicate(m) for a, m in assignments)
-        case Failover(replica, mode, _reason):
-            await _fail_over(replica, mode, pool)
+        case Failover(replica, mode, _reason, certain):
+            try:
+                await _fail_over(replica, mode, pool)
+            except AdminError:
+                if not (certain and mode is FailoverMode.FORCE):
+                    raise
+                # The election could not finish (a freshly restarted replica may not have its
+                # cluster links yet); the master is certainly dead, so take over without one.
+                await _fail_over(replica, FailoverMode.TAKEOVER, pool)
         case Forget(node_id, on):
             await _all(_forget(pool, address, node_id) for address in on)
         case Reset(address, _reason):

@@ -64,9 +64,13 @@ class Replicate:
 
 @dataclass(frozen=True)
 class Failover:
+    """``certain``: the master is known dead, so if an election (FORCE) cannot finish, taking
+    over without one (TAKEOVER) is safe."""
+
     replica: Address
     mode: FailoverMode
     reason: str
+    certain: bool = False
 
     def describe(self) -> str:
         return f"failover ({self.mode.value}) to {self.replica}: {self.reason}"

@@ -24,11 +24,13 @@ def stale_ids(observation: Observation) -> tuple[str, ...]:
     """Node IDs some member still knows that belong to no current member (a node that lost its
     data and came back with a new ID leaves its old ID behind)."""
     current = observation.member_ids()
+    # We cannot know the ID of a member we cannot see; what sits at its address may be current.
+    unseen = {o.member.address for o in observation.members if o.view is None}
     stale = {
         entry.node_id
         for view in observation.views()
         for entry in view.known
-        if not entry.in_handshake and entry.node_id not in current
+        if not entry.in_handshake and entry.node_id not in current and entry.address not in unseen
     }
     return tuple(sorted(stale))
 

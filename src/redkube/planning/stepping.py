@@ -50,50 +50,86 @@ def next_step(spec: ClusterSpec, observation: Observation) -> Step:
     return None
 
 
+def replaced_ids(observation: Observation) -> set[str]:
+    """Node IDs that are certainly gone: another node ID now answers at their address, or Redis
+    marked them noaddr (which it does when a different ID answered there)."""
+    answering = {view.address: view.node_id for view in observation.views()}
+    current = observation.member_ids()
+    return {
+        entry.node_id
+        for view in observation.views()
+        for entry in view.others()
+        if entry.node_id not in current
+        and (
+            entry.address is None
+            or (entry.address in answering and answering[entry.address] != entry.node_id)
+        )
+    }
+
+
 def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
-    """A member the platform knows is dead was a master: promote its best replica now, before
-    anything restarts it (a restarted master with lost writes would resync its replicas)."""
+    """A master is certainly dead (the platform saw it die, or another ID answers at its
+    address): promote its best replica now, before anything restarts it (a restarted master
+    with lost writes would make its replicas resync from it and drop acknowledged writes)."""
     views = list(observation.views())
     serving = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
     masters = {
         entry.node_id for view in views for entry in view.known if entry.is_master and entry.slots
     }
     alive_masters = {view.node_id for view in views if view.myself.is_master and view.myself.slots}
-    for observed in observation.members:
-        member = observed.member
-        if member.running or member.address is None:
-            continue
-        dead_ids = {
-            entry.node_id
-            for view in views
-            for entry in view.others()
-            if entry.address == member.address and entry.is_master and entry.slots - serving
-        }
-        for dead_id in sorted(dead_ids):
-            candidates = [
-                view
-                for view in views
-                if view.myself.role is Role.REPLICA and view.myself.master_id == dead_id
-            ]
-            if not candidates:
+    stopped = {o.member.address: o.member.name for o in observation.members if not o.member.running}
+    replaced = replaced_ids(observation)
+    dead: dict[str, str] = {}
+    for view in views:
+        for entry in view.others():
+            if not (entry.is_master and entry.slots - serving):
                 continue
-            best = max(candidates, key=lambda v: (v.replication_offset, str(v.address)))
-            majority_alive = 2 * len(alive_masters) > len(masters)
-            mode = FailoverMode.FORCE if majority_alive else FailoverMode.TAKEOVER
-            return Failover(
-                best.address,
-                mode,
-                f"{member.name} died while master; promoting the replica with the highest offset",
-            )
+            if entry.address in stopped and entry.address is not None:
+                dead[entry.node_id] = f"{stopped[entry.address]} died while master"
+            elif entry.node_id in replaced:
+                dead[entry.node_id] = f"master {entry.node_id[:8]} was replaced by a new node"
+    for dead_id, why in sorted(dead.items()):
+        candidates = [
+            view
+            for view in views
+            if view.myself.role is Role.REPLICA and view.myself.master_id == dead_id
+        ]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda v: (v.replication_offset, str(v.address)))
+        majority_alive = 2 * len(alive_masters) > len(masters)
+        mode = FailoverMode.FORCE if majority_alive else FailoverMode.TAKEOVER
+        reason = f"{why}; promoting the replica with the highest offset"
+        return Failover(best.address, mode, reason, certain=True)
     return None
 
 
 def start_stopped_members(spec: ClusterSpec, observation: Observation) -> Step:
-    stopped = tuple(
-        o.member.name for o in observation.members if o.member.state is MemberState.STOPPED
+    """Start what is stopped, except a dead master whose shard-mates are down too: they start
+    first and must answer, so its replica is promoted before the master returns (if its volume
+    was lost, a replica that met the empty master first would resync from it and drop its
+    data)."""
+    views = list(observation.views())
+    serving = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
+    unserved_masters = {
+        entry.address
+        for view in views
+        for entry in view.others()
+        if entry.is_master and entry.slots - serving
+    }
+    # Down or not answering yet: a replica still loading its data answers LOADING for a while.
+    unseen = [o.member for o in observation.members if o.view is None]
+    startable = tuple(
+        member.name
+        for member in unseen
+        if member.state is MemberState.STOPPED
+        and not (
+            member.address in unserved_masters
+            and any(other.shard == member.shard and other is not member for other in unseen)
+        )
     )
-    if stopped:
-        return StartMembers(stopped)
+    if startable:
+        return StartMembers(startable)
     return None
 
 

@@ -1,0 +1,628 @@
+"""next_step: the bootstrap walk, failover before restart, replaced nodes, refusals, convergence."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from redkube.model.actions import (
+    AddSlots,
+    Failover,
+    FailoverMode,
+    Forget,
+    Meet,
+    Replicate,
+    SetConfigEpochs,
+    StartMembers,
+    Step,
+    Wait,
+)
+from redkube.model.addresses import Address
+from redkube.model.members import MemberState
+from redkube.model.slots import ALL_SLOTS, SlotRange, slots_of
+from redkube.planning.allocating import allocate_slots
+from redkube.planning.assessing import assess, claimed_slots
+from redkube.planning.stepping import next_step
+from tests.planning.builders import Cluster, Node, ordered_pairs
+from tests.planning.simulation import apply, majority_alive, run, size
+
+
+def step_of(cluster: Cluster) -> Step:
+    return next_step(cluster.spec(), cluster.observe())
+
+
+def take(cluster: Cluster) -> Step:
+    """The next step, applied to the cluster; returned for inspection."""
+    step = step_of(cluster)
+    apply(cluster, step)
+    return step
+
+
+# -- the bootstrap, step by step -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shards", "replicas"), [(3, 1), (2, 2), (4, 0), (1, 1), (5, 2)])
+def test_bootstrap_walks_epochs_slots_meet_replicate_wait_done(shards: int, replicas: int) -> None:
+    cluster = Cluster.fresh(shards, replicas)
+    firsts = [cluster.seat(shard, 0) for shard in range(shards)]
+    allocation = allocate_slots(shards)
+
+    step = take(cluster)
+    assert isinstance(step, SetConfigEpochs)
+    assert [address for address, _ in step.epochs] == [seat.address for seat in firsts]
+    epochs = [epoch for _, epoch in step.epochs]
+    assert len(set(epochs)) == shards and min(epochs) >= 1
+
+    step = take(cluster)
+    assert isinstance(step, AddSlots)
+    assert dict(step.assignments) == {seat.address: (allocation[seat.shard],) for seat in firsts}
+
+    step = take(cluster)
+    assert isinstance(step, Meet)
+    everyone = [seat.address for seat in cluster.seats]
+    assert set(step.pairs) == ordered_pairs(everyone)
+
+    if replicas:
+        step = take(cluster)
+        assert isinstance(step, Replicate)
+        assert sorted(step.assignments) == sorted(
+            (seat.address, cluster.node(seat.shard, 0).node_id)
+            for seat in cluster.seats
+            if seat.ordinal > 0
+        )
+
+        step = take(cluster)
+        assert isinstance(step, Wait)
+        assert "syncing" in step.reason  # replicas' links are not up yet
+
+    assert step_of(cluster) is None
+    health = assess(cluster.spec(), cluster.observe())
+    assert health.ok, health.problems
+    assert (health.masters, health.linked_replicas) == (shards, shards * replicas)
+
+
+def test_single_node_cluster_needs_no_meet() -> None:
+    cluster = Cluster.fresh(1, 0)
+    assert isinstance(take(cluster), SetConfigEpochs)
+    step = take(cluster)
+    assert isinstance(step, AddSlots)
+    assert step.assignments == ((cluster.seat(0, 0).address, (SlotRange(0, 16383),)),)
+    assert step_of(cluster) is None
+
+
+def test_epochs_are_set_only_where_still_zero_before_slots_are_added() -> None:
+    cluster = Cluster.fresh(3, 1)
+    cluster.node(1, 0).epoch = 2  # a previous run got this far before crashing
+    step = step_of(cluster)
+    assert isinstance(step, SetConfigEpochs)
+    assert {address for address, _ in step.epochs} == {
+        cluster.seat(0, 0).address,
+        cluster.seat(2, 0).address,
+    }
+
+
+def test_bootstrap_targets_ordinal_zero_whatever_the_observation_order() -> None:
+    cluster = Cluster.fresh(3, 2)
+    cluster.order = list(reversed(range(len(cluster.seats))))
+    for shard in range(3):
+        cluster.node(shard, 0).epoch = shard + 1
+    step = step_of(cluster)
+    assert isinstance(step, AddSlots)
+    allocation = allocate_slots(3)
+    assert dict(step.assignments) == {
+        cluster.seat(shard, 0).address: (allocation[shard],) for shard in range(3)
+    }
+
+
+def test_healthy_cluster_needs_nothing() -> None:
+    assert step_of(Cluster.healthy(3, 1)) is None
+
+
+def test_waits_while_a_node_does_not_report_cluster_ok() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.node(2, 1).cluster_ok = False
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "demo-2-1" in step.reason and "cluster_state" in step.reason
+
+
+def test_waits_on_a_replica_whose_link_is_down() -> None:
+    cluster = Cluster.healthy(2, 1)
+    cluster.node(1, 1).link_up = False
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "demo-1-1" in step.reason
+
+
+def test_waits_on_open_slots() -> None:
+    cluster = Cluster.healthy(2, 0)
+    source, target = cluster.node(0, 0), cluster.node(1, 0)
+    source.migrating = {42: target.node_id}
+    target.importing = {42: source.node_id}
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "slot 42" in step.reason
+
+
+def test_waits_on_a_member_suspected_failing() -> None:
+    cluster = Cluster.healthy(3, 0)
+    suspect = cluster.node(1, 0)
+    cluster.node(0, 0).opinions[suspect.node_id] = frozenset({"fail?"})
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "demo-1-0" in step.reason
+
+
+# -- members that are down ---------------------------------------------------------------------
+
+
+def test_dead_master_fails_over_with_force_before_it_is_restarted() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.stop(0, 0)
+    step = step_of(cluster)
+    assert isinstance(step, Failover)
+    assert step.replica == cluster.seat(0, 1).address
+    assert step.mode is FailoverMode.FORCE  # 2 of 3 slot-serving masters are alive
+    assert "demo-0-0" in step.reason
+
+    apply(cluster, step)
+    step = take(cluster)
+    assert step == StartMembers(("demo-0-0",))
+    assert isinstance(take(cluster), Wait)  # the old master resyncs as a replica
+    assert step_of(cluster) is None
+    assert cluster.node(0, 1).slots == frozenset(allocate_slots(3)[0].slots())
+    assert cluster.node(0, 0).master_id == cluster.node(0, 1).node_id
+
+
+@pytest.mark.parametrize("best", [1, 2])
+def test_failover_picks_the_replica_with_the_highest_offset(best: int) -> None:
+    cluster = Cluster.healthy(3, 2)
+    for ordinal in (1, 2):
+        cluster.node(1, ordinal).offset = 900
+    cluster.node(1, best).offset = 950
+    cluster.stop(1, 0)
+    step = step_of(cluster)
+    assert isinstance(step, Failover)
+    assert step.replica == cluster.seat(1, best).address
+
+
+def test_failover_happens_before_any_restart_even_of_other_members() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.stop(2, 1)  # a replica elsewhere, listed first among the stopped
+    cluster.stop(1, 0)
+    step = step_of(cluster)
+    assert isinstance(step, Failover)
+    assert step.replica == cluster.seat(1, 1).address
+    apply(cluster, step)
+    assert step_of(cluster) == StartMembers(("demo-1-0", "demo-2-1"))
+
+
+def test_failover_is_takeover_without_a_majority_of_masters() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.stop(0, 0)
+    cluster.stop(1, 0)
+    step = step_of(cluster)
+    assert isinstance(step, Failover)
+    assert step.mode is FailoverMode.TAKEOVER  # 1 of 3 masters alive: no election possible
+    apply(cluster, step)
+    step = step_of(cluster)
+    assert isinstance(step, Failover)
+    assert step.mode is FailoverMode.FORCE  # now 2 of 3 are alive
+
+
+def test_half_the_masters_is_not_a_majority() -> None:
+    cluster = Cluster.healthy(2, 1)
+    cluster.stop(1, 0)
+    step = step_of(cluster)
+    assert isinstance(step, Failover)
+    assert step.mode is FailoverMode.TAKEOVER
+
+
+def test_dead_master_and_replica_restart_replica_first_then_fail_over() -> None:
+    """Both died: the replica starts alone, is promoted, and only then the master restarts
+    (had the master lost its volume, the replica must not meet the empty node first)."""
+    cluster = Cluster.healthy(2, 1)
+    cluster.stop(0, 0)
+    cluster.stop(0, 1)
+    assert step_of(cluster) == StartMembers(("demo-0-1",))
+    apply(cluster, step_of(cluster))
+    step = step_of(cluster)
+    assert isinstance(step, Failover) and step.replica == cluster.seat(0, 1).address, step
+    apply(cluster, step)
+    assert step_of(cluster) == StartMembers(("demo-0-0",))
+
+
+def test_dead_master_whose_replica_already_took_over_is_just_started() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.stop(0, 0)
+    apply(cluster, Failover(cluster.seat(0, 1).address, FailoverMode.FORCE, "Redis did it"))
+    assert step_of(cluster) == StartMembers(("demo-0-0",))
+
+
+def test_stopped_replica_is_started() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.stop(2, 1)
+    assert step_of(cluster) == StartMembers(("demo-2-1",))
+
+
+def test_unreachable_running_member_is_waited_for() -> None:
+    cluster = Cluster.healthy(3, 1)
+    cluster.seat(1, 1).error = "timeout"
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "demo-1-1" in step.reason and "timeout" in step.reason
+
+
+def test_member_in_backoff_is_waited_for_not_started() -> None:
+    cluster = Cluster.healthy(2, 1)
+    cluster.stop(1, 1)
+    cluster.seat(1, 1).state = MemberState.BACKOFF
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "demo-1-1" in step.reason
+
+
+# -- a node that lost its data comes back with a new id ---------------------------------------
+
+
+def test_wiped_replica_is_met_then_attached_then_its_old_id_forgotten() -> None:
+    cluster = Cluster.healthy(3, 1)
+    old, new = cluster.wipe_running(1, 1)
+    others = [node for node in cluster.current_nodes() if node is not new]
+
+    step = take(cluster)
+    assert isinstance(step, Meet)
+    assert set(step.pairs) == {(node.address, new.address) for node in others} | {
+        (new.address, node.address) for node in others
+    }
+
+    step = take(cluster)
+    assert step == Replicate(((new.address, cluster.node(1, 0).node_id),))
+
+    knowers = {node.address for node in cluster.knowers(old.node_id)}
+    assert knowers == {node.address for node in others}
+    step = take(cluster)
+    assert isinstance(step, Forget)
+    assert step.node_id == old.node_id
+    assert set(step.on) == knowers
+    assert not cluster.knowers(old.node_id)
+
+    assert isinstance(take(cluster), Wait)
+    assert step_of(cluster) is None
+
+
+def test_wiped_lone_master_is_forgotten_then_its_slots_reassigned() -> None:
+    cluster = Cluster.healthy(3, 0)
+    old, new = cluster.wipe_running(2, 0)
+    assert isinstance(take(cluster), Meet)
+    step = take(cluster)
+    assert isinstance(step, Forget) and step.node_id == old.node_id
+    step = take(cluster)
+    assert step == AddSlots(((new.address, (allocate_slots(3)[2],)),))
+    assert step_of(cluster) is None
+
+
+def test_stale_id_still_serving_slots_and_not_failed_is_not_forgotten() -> None:
+    cluster = Cluster.healthy(3, 0)
+    old, _ = cluster.wipe_running(2, 0)
+    for node in cluster.current_nodes():
+        if old.node_id in node.known:
+            node.opinions[old.node_id] = frozenset({"fail?"})  # not yet agreed to be failed
+    steps = []
+    for _ in range(4):
+        step = take(cluster)
+        steps.append(step)
+        assert not (isinstance(step, Forget) and step.node_id == old.node_id), steps
+    assert isinstance(steps[-1], Wait)
+
+
+def test_stale_id_with_slots_is_forgotten_only_once_everyone_flags_it_failed() -> None:
+    cluster = Cluster.healthy(3, 0)
+    old, _ = cluster.wipe_running(2, 0)
+    apply(cluster, step_of(cluster))  # meet the new node
+    cluster.node(0, 0).opinions[old.node_id] = frozenset({"fail?"})
+    step = step_of(cluster)
+    assert not isinstance(step, Forget)
+    del cluster.node(0, 0).opinions[old.node_id]
+    step = step_of(cluster)
+    assert isinstance(step, Forget) and step.node_id == old.node_id
+
+
+def test_stale_id_is_not_forgotten_while_a_replica_follows_it() -> None:
+    cluster = Cluster.healthy(3, 1)
+    old, _ = cluster.wipe_running(0, 0)
+    first = step_of(cluster)
+    assert isinstance(first, Failover), first  # the replica of the replaced master goes first
+    forgotten = False
+    for _ in range(20):
+        step = step_of(cluster)
+        if step is None:
+            break
+        if isinstance(step, Forget) and step.node_id == old.node_id:
+            # Forgetting a node's own master is refused by Redis: nobody may follow it now.
+            assert all(node.master_id != old.node_id for node in cluster.current_nodes())
+            forgotten = True
+        apply(cluster, step)
+    assert forgotten and step is None
+
+
+def test_master_replaced_while_running_gets_its_replica_promoted() -> None:
+    cluster = Cluster.healthy(1, 1)
+    cluster.wipe_running(0, 0)
+    replica = cluster.seat(0, 1).address
+    steps = []
+    for _ in range(6):
+        step = take(cluster)
+        steps.append(step)
+        if isinstance(step, Failover):
+            break
+    assert isinstance(steps[-1], Failover), [s.describe() if s else None for s in steps]
+    assert steps[-1].replica == replica
+
+
+def test_replica_surviving_its_wiped_master_is_promoted_after_restart() -> None:
+    cluster = Cluster.healthy(2, 1)
+    cluster.stop(0, 0, wipe=True)
+    cluster.stop(0, 1)
+    trace = run(cluster, 12)
+    assert cluster.node(0, 1).slots == frozenset(allocate_slots(2)[0].slots())
+    assert trace[-1] is None
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+def test_meet_refuses_to_merge_a_node_claiming_slots_served_by_the_source() -> None:
+    cluster = Cluster.fresh(2, 0)
+    a, b = cluster.node(0, 0), cluster.node(1, 0)
+    a.epoch, b.epoch = 1, 2
+    a.slots = frozenset(range(0, 8192))
+    b.slots = frozenset(range(8000, 16384))  # overlaps a's 8000-8191
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert "refusing" in step.reason and str(b.address) in step.reason
+
+
+def test_meet_refuses_when_the_source_sees_a_third_node_serving_the_targets_slots() -> None:
+    cluster = Cluster.fresh(3, 0)
+    a, b, c = cluster.node(0, 0), cluster.node(1, 0), cluster.node(2, 0)
+    a.slots = frozenset(range(0, 100))
+    c.slots = frozenset(range(100, 200))
+    a.known, c.known = {c.node_id}, {a.node_id}
+    b.slots = frozenset({150})  # claimed by b, served by c in a's view
+    step = step_of(cluster)
+    assert isinstance(step, Wait)
+    assert str(b.address) in step.reason
+
+
+def test_meet_proceeds_when_claims_are_disjoint() -> None:
+    cluster = Cluster.fresh(2, 0)
+    a, b = cluster.node(0, 0), cluster.node(1, 0)
+    a.slots = frozenset(range(0, 8192))
+    b.slots = frozenset(range(8192, 16384))
+    step = step_of(cluster)
+    assert step == Meet(((a.address, b.address), (b.address, a.address)))
+
+
+@pytest.mark.parametrize("seen_at", [Address("127.0.100.99"), None], ids=["old-ip", "noaddr"])
+def test_node_known_at_another_address_is_met_again(seen_at: Address | None) -> None:
+    cluster = Cluster.healthy(3, 0)
+    moved = cluster.node(1, 0)  # e.g. a pod rescheduled with a new IP, its nodes.conf kept
+    for node in cluster.current_nodes():
+        if node is not moved:
+            node.seen_at[moved.node_id] = seen_at
+    step = step_of(cluster)
+    assert isinstance(step, Meet)
+    assert set(step.pairs) == {
+        (cluster.node(0, 0).address, moved.address),
+        (cluster.node(2, 0).address, moved.address),
+    }
+    apply(cluster, step)
+    assert step_of(cluster) is None
+
+
+# -- never re-run create on data -----------------------------------------------------------------
+
+
+@st.composite
+def used_clusters(draw: st.DrawFn) -> Cluster:
+    """Clusters of 1-4 shards x 0-2 replicas, all running, where at least one node holds slots
+    or keys or knows another node. Half of them are fresh but for that one node (the boundary
+    of "create"), the other half arbitrary (epochs, slots, keys, roles, knowledge)."""
+    shards = draw(st.integers(1, 4))
+    replicas = draw(st.integers(0, 2))
+    cluster = Cluster.fresh(shards, replicas, salt=str(draw(st.integers(0, 9))))
+    nodes = cluster.current_nodes()
+    ids = [node.node_id for node in nodes]
+    for node in nodes:
+        node.epoch = draw(st.integers(0, 3))
+        if draw(st.booleans(), label="almost fresh"):
+            continue
+        node.keys = draw(st.sampled_from([0, 0, 7]))
+        others = [i for i in ids if i != node.node_id]
+        node.known = set(draw(st.lists(st.sampled_from(others), unique=True))) if others else set()
+        if draw(st.booleans()):
+            start = draw(st.integers(0, 16383))
+            end = draw(st.integers(start, min(16383, start + 6000)))
+            node.slots = frozenset(range(start, end + 1))
+        elif len(node.known) > 0 and draw(st.booleans()):
+            node.master_id = draw(st.sampled_from(sorted(node.known)))
+            node.link_up = draw(st.booleans())
+    used = draw(st.sampled_from(nodes))
+    kind = draw(st.sampled_from(["keys", "slots", "knows"]))
+    if kind == "slots" and not used.slots:
+        used.slots = frozenset({draw(st.integers(0, 16383))})
+    elif kind == "knows" and len(ids) > 1:
+        other = draw(st.sampled_from([i for i in ids if i != used.node_id]))
+        used.known.add(other)
+    elif not used.slots:
+        used.keys = max(used.keys, draw(st.integers(1, 10**6)))
+    cluster.order = list(draw(st.permutations(range(len(cluster.seats)))))
+    return cluster
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(used_clusters())
+def test_never_sets_config_epochs_or_bootstraps_slots_on_a_used_cluster(cluster: Cluster) -> None:
+    observation = cluster.observe()
+    assert not all(node.fresh for node in cluster.current_nodes())
+    step = next_step(cluster.spec(), observation)
+    assert not isinstance(step, SetConfigEpochs)
+    if isinstance(step, AddSlots):
+        claimed = claimed_slots(observation)
+        views = {view.address: view for view in observation.views()}
+        for address, ranges in step.assignments:
+            added = slots_of(ranges)
+            assert added and not added & claimed, "AddSlots must only cover unclaimed slots"
+            view = views[address]
+            assert view.myself.is_master
+            assert view.keys == 0 or view.myself.slots, "no slots for a slotless node with data"
+
+
+# -- convergence ------------------------------------------------------------------------------
+
+
+def _check_safety(cluster: Cluster, step: Step) -> None:
+    """What must hold for every step of every run."""
+    if isinstance(step, SetConfigEpochs):
+        assert all(node.fresh for node in cluster.current_nodes()), "create re-run on data"
+    if isinstance(step, StartMembers):
+        for seat in cluster.seats:
+            node = cluster.nodes[seat.node_id]
+            if seat.state is MemberState.RUNNING or not (node.is_master and node.slots):
+                continue
+            live_replicas = [
+                other
+                for other in cluster.current_nodes()
+                if other.master_id == node.node_id and other.alive
+            ]
+            assert not live_replicas, f"{seat.name} restarted before its replica was promoted"
+    if isinstance(step, Failover):
+        replica = cluster.node_at(step.replica)
+        master = cluster.nodes[replica.master_id or ""]
+        candidates = [
+            node
+            for node in cluster.current_nodes()
+            if node.alive and node.master_id == master.node_id
+        ]
+        assert replica.offset == max(node.offset for node in candidates)
+        expected = FailoverMode.FORCE if majority_alive(cluster) else FailoverMode.TAKEOVER
+        assert step.mode is expected
+
+
+def _check_converged(cluster: Cluster, kept_data: dict[int, int]) -> None:
+    allocation = allocate_slots(cluster.shards)
+    current = cluster.current_nodes()
+    ids = {node.node_id for node in current}
+    covered: list[int] = []
+    for seat in cluster.seats:
+        node = cluster.nodes[seat.node_id]
+        assert seat.state is MemberState.RUNNING and seat.error is None and node.alive
+        assert node.known == ids - {node.node_id}, f"{seat.name} knows a stale or misses a node"
+    for shard in range(cluster.shards):
+        members = [cluster.node(shard, o) for o in range(cluster.replicas + 1)]
+        masters = [node for node in members if node.is_master]
+        assert len(masters) == 1, f"shard {shard} has {len(masters)} masters"
+        master = masters[0]
+        assert master.slots == frozenset(allocation[shard].slots())
+        covered.extend(master.slots)
+        for node in members:
+            if node is not master:
+                assert node.master_id == master.node_id and node.link_up and not node.slots
+        if shard in kept_data:
+            assert master.keys == kept_data[shard], f"shard {shard} lost its data"
+    assert len(covered) == len(ALL_SLOTS) and set(covered) == ALL_SLOTS
+    health = assess(cluster.spec(), cluster.observe())
+    assert health.ok, health.problems
+    assert health.masters == cluster.shards
+    assert health.linked_replicas == cluster.shards * cluster.replicas
+
+
+DISRUPTIONS = ["none", "kill", "kill_wipe", "kill_two", "wipe_running", "unreachable", "link"]
+
+
+@pytest.mark.parametrize("disruption", DISRUPTIONS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shards=st.integers(1, 6),
+    replicas=st.integers(0, 2),
+    salt=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_converges_from_fresh_and_after_a_disruption(
+    disruption: str, shards: int, replicas: int, salt: int, data: st.DataObject
+) -> None:
+    """From S x R fresh nodes (crashing mid-action up to twice) to a converged cluster within
+    20 steps; then, after one disruption (crashes again), back to converged within 20 steps,
+    with every shard's data kept unless all its copies were wiped."""
+    cluster = Cluster.fresh(shards, replicas, salt=str(salt))
+    cluster.order = list(data.draw(st.permutations(range(len(cluster.seats))), label="order"))
+    crashes = [data.draw(st.integers(0, 2), label="crashes")]
+
+    def crash(step: Step) -> int | None:
+        if crashes[0] == 0 or size(step) < 2 or not data.draw(st.booleans(), label="crash"):
+            return None
+        crashes[0] -= 1
+        event(f"crashed during {type(step).__name__}")
+        return data.draw(st.integers(1, size(step) - 1), label="parts applied")
+
+    trace = run(cluster, 20, crash=crash, check=_check_safety)
+    assert trace[-1] is None
+    _check_converged(cluster, {})
+
+    # Writes land: every master holds keys, replicas lag a little behind.
+    rng = random.Random(salt)
+    for shard in range(shards):
+        for ordinal in range(replicas + 1):
+            node = cluster.node(shard, ordinal)
+            if node.is_master:
+                node.keys, node.offset = 50 + shard, 5000
+    for node in cluster.current_nodes():
+        if not node.is_master:
+            node.keys = cluster.nodes[node.master_id or ""].keys
+            node.offset = 5000 - rng.randrange(100)
+
+    kept = _disrupt(cluster, disruption, data)
+    crashes[0] = data.draw(st.integers(0, 2), label="crashes")
+    trace = run(cluster, 20, crash=crash, check=_check_safety)
+    assert trace[-1] is None
+    _check_converged(cluster, kept)
+
+
+def _disrupt(cluster: Cluster, disruption: str, data: st.DataObject) -> dict[int, int]:
+    """Break something; return, per shard whose data must survive, its key count."""
+    keys = {seat.shard: cluster.nodes[seat.node_id].keys for seat in cluster.seats}
+    wiped: set[tuple[int, int]] = set()
+    positions = [(seat.shard, seat.ordinal) for seat in cluster.seats]
+    if disruption in ("kill", "kill_wipe"):
+        target = data.draw(st.sampled_from(positions), label="victim")
+        cluster.stop(*target, wipe=disruption == "kill_wipe")
+        if disruption == "kill_wipe":
+            wiped.add(target)
+    elif disruption == "kill_two" and len(positions) > 1:
+        victims = data.draw(st.permutations(positions), label="victims")[:2]
+        for victim in victims:
+            wipe = data.draw(st.booleans(), label=f"wipe {victim}")
+            cluster.stop(*victim, wipe=wipe)
+            if wipe:
+                wiped.add(victim)
+    elif disruption == "wipe_running":
+        target = data.draw(st.sampled_from(positions), label="wiped")
+        cluster.wipe_running(*target)
+        wiped.add(target)
+    elif disruption == "unreachable":
+        target = data.draw(st.sampled_from(positions), label="unreachable")
+        cluster.seat(*target).error = "timeout"
+    elif disruption == "link":
+        replicas: list[Node] = [n for n in cluster.current_nodes() if not n.is_master]
+        if replicas:
+            data.draw(st.sampled_from(replicas), label="unlinked").link_up = False
+    lost = {
+        shard
+        for shard in range(cluster.shards)
+        if all((shard, o) in wiped for o in range(cluster.replicas + 1))
+    }
+    return {shard: count for shard, count in keys.items() if shard not in lost}
