@@ -165,12 +165,12 @@ def stop_everything(cli: Redkube) -> None:
         pids = [cluster.supervisor_pid()] + [cluster.node_pid(m["name"]) for m in cluster.members()]
         cli.run("down", "--name", cluster.name)
         for pid in pids:
-            if pid is not None and _alive(pid):
+            if pid is not None and alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 raise AssertionError(f"process {pid} of {cluster.name} outlived `redkube down`")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(") ", 1)[1][:1] != "Z"

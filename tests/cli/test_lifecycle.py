@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.checks import assert_fully_linked, assert_keys, redis_cli_check, write_keys
-from tests.clusters import LocalCluster, Redkube
+from tests.clusters import LocalCluster, Redkube, alive
 from tests.healing.test_lost_data import myself_id
 
 
@@ -38,7 +38,7 @@ def test_down_then_up_brings_the_same_data_back(
     assert "stopped" in done.stdout
     assert cluster.supervisor_pid() is None
     for pid in pids:
-        assert pid is not None and not _alive(pid)
+        assert pid is not None and not alive(pid)
     assert "supervisor not running" in redkube.ok("status", "--name", "demo").stdout
 
     redkube.ok("up", "--name", "demo")
@@ -68,11 +68,3 @@ def test_kill_and_logs(cluster_3x1: LocalCluster, redkube: Redkube) -> None:
     assert "Ready to accept connections" in log
     supervisor_log = redkube.ok("logs", "--name", "demo").stdout
     assert "demo-2-1 was killed by SIGKILL" in supervisor_log
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False

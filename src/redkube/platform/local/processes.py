@@ -19,7 +19,13 @@ from typing import Any
 
 from redkube.model.members import Member, MemberState
 from redkube.platform.local.configs import render_config
-from redkube.platform.local.layout import ClusterLayout, ClusterRecord, MemberRecord, read_pid
+from redkube.platform.local.layout import (
+    ClusterLayout,
+    ClusterRecord,
+    MemberRecord,
+    pid_alive,
+    read_pid,
+)
 
 QUICK_CRASH_S = 10.0
 MAX_BACKOFF_S = 30.0
@@ -187,12 +193,11 @@ async def stop_leftover(layout: ClusterLayout, name: str) -> None:
 def is_our_server(layout: ClusterLayout, name: str, pid: int) -> bool:
     """The pid is alive and runs this node (pids get reused). Redis rewrites its process title to
     ``<binary> <ip>:<port> [cluster]``, so the address identifies it as well as the config path."""
+    if not pid_alive(pid):
+        return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
             arguments = cmdline.read().split(b"\0")
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().split(") ", 1)[1][:1] == "Z":
-                return False
     except OSError:
         return False
     title = b" ".join(arguments)
