@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +45,8 @@ POLL_S = 0.02
 CRASH_LOOP = "crashed repeatedly"
 STOP_WAIT_S = 60.0
 
-out = Console(highlight=False)
+# Piped or captured output (not a terminal) gets room enough that nothing is cut off.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def up(args: argparse.Namespace) -> ExitStatus:
