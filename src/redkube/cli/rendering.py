@@ -85,7 +85,7 @@ def print_status(
         out.print(f"  step: {loop_status.step}")
 
     table = Table(box=None, pad_edge=False)
-    for column in ("node", "role", "address", "host", "slots", "link", "keys", "memory"):
+    for column in ("node", "shard", "role", "address", "host", "slots", "link", "keys", "memory"):
         table.add_column(
             column, justify="right" if column in ("keys", "memory") else "left", no_wrap=True
         )
@@ -100,6 +100,7 @@ def print_status(
         if view is None:
             table.add_row(
                 Text(member.name, style=colour),
+                str(member.shard),
                 Text("down", style="red"),
                 str(member.address),
                 member.domain.host,
@@ -111,6 +112,7 @@ def print_status(
             continue
         table.add_row(
             Text(member.name, style=colour),
+            str(member.shard),
             role_text(view),
             str(member.address),
             member.domain.host,
