@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from redkube.platform.local.layout import pid_alive as alive
+
 T = TypeVar("T")
 
 
@@ -168,11 +170,3 @@ def stop_everything(cli: Redkube) -> None:
             if pid is not None and alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 raise AssertionError(f"process {pid} of {cluster.name} outlived `redkube down`")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False

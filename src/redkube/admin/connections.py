@@ -84,10 +84,7 @@ class NodeClient:
         return await self._call(name, run, attempts)
 
     async def text(self, *args: str | int, attempts: int = 4) -> str:
-        result = await self.command(*args, attempts=attempts)
-        if isinstance(result, bytes):
-            return result.decode()
-        return str(result)
+        return str(await self.command(*args, attempts=attempts))
 
     async def snapshot(self) -> tuple[str, str, str, int]:
         """CLUSTER NODES, CLUSTER INFO, INFO and DBSIZE in one round trip; one attempt only."""
@@ -136,9 +133,6 @@ class NodeClient:
         if isinstance(reply, list) and reply:
             return str(reply[0])
         return str(reply)
-
-    async def info(self, section: str) -> str:
-        return await self.text("INFO", section)
 
 
 class ClientPool:

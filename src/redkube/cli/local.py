@@ -24,13 +24,14 @@ from redkube.cli import rendering
 from redkube.cli.exits import ExitStatus, UserError
 from redkube.control.daemon import spawn_supervisor
 from redkube.control.statuses import LoopStatus, Phase
-from redkube.model.members import Member, MemberState
+from redkube.model.members import Member, MemberState, cluster_of
 from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
 from redkube.platform.local.addressing import address_pool, busy
 from redkube.platform.local.layout import (
     ClusterLayout,
     ClusterRecord,
+    MemberRecord,
     StateError,
     pid_alive,
     read_pid,
@@ -42,7 +43,6 @@ from redkube.platform.local.servers import resolve_server
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
 POLL_S = 0.02
-CRASH_LOOP = "crashed repeatedly"
 STOP_WAIT_S = 60.0
 
 # Piped or captured output (not a terminal) gets room enough that nothing is cut off.
@@ -57,7 +57,7 @@ def up(args: argparse.Namespace) -> ExitStatus:
     supervisor = supervisor_pid(layout)
     if supervisor is None:
         for member in record.members:
-            if not is_ours_listening(layout, member.name) and busy(member.address):
+            if not is_ours_listening(layout, member) and busy(member.address):
                 raise UserError(
                     f"{member.address} (node {member.name}) is in use by another process; "
                     "stop it and run `redkube up` again"
@@ -119,9 +119,9 @@ def supervisor_pid(layout: ClusterLayout) -> int | None:
     return pid if pid is not None and pid_alive(pid) else None
 
 
-def is_ours_listening(layout: ClusterLayout, name: str) -> bool:
-    pid = read_pid(layout.pid_path(name))
-    return pid is not None and is_our_server(layout, name, pid)
+def is_ours_listening(layout: ClusterLayout, member: MemberRecord) -> bool:
+    pid = read_pid(layout.pid_path(member.name))
+    return pid is not None and is_our_server(layout, member, pid)
 
 
 def read_status(layout: ClusterLayout) -> LoopStatus | None:
@@ -144,8 +144,8 @@ def wait_until_ready(layout: ClusterLayout, supervisor: int, timeout: float) -> 
                 tail = rendering.tail(layout.supervisor_log_path, 3)
                 raise UserError(f"the supervisor stopped before the cluster was ready: {tail}")
             if status is not None:
-                if status.phase is Phase.BOOTSTRAPPING and CRASH_LOOP in status.step:
-                    node = status.step.split(" ", 2)[1]
+                if status.phase is Phase.BOOTSTRAPPING and status.crashing:
+                    node = status.crashing[0]
                     log = rendering.tail(layout.node_dir(node) / "server.log", 1)
                     raise UserError(
                         f"node {node} keeps crashing ({log}); the supervisor keeps retrying, "
@@ -179,7 +179,7 @@ async def observe_record(layout: ClusterLayout, record: ClusterRecord) -> Observ
             ordinal=m.ordinal,
             address=m.address,
             domain=m.domain,
-            state=MemberState.RUNNING if is_ours_listening(layout, m.name) else MemberState.STOPPED,
+            state=MemberState.RUNNING if is_ours_listening(layout, m) else MemberState.STOPPED,
         )
         for m in record.members
     ]
@@ -203,7 +203,7 @@ def down(args: argparse.Namespace) -> ExitStatus:
         if pid_alive(supervisor):
             os.kill(supervisor, signal.SIGKILL)
     for member in record.members:
-        asyncio.run(stop_leftover(layout, member.name))
+        asyncio.run(stop_leftover(layout, member))
     if args.purge:
         shutil.rmtree(layout.dir)
         out.print(f"cluster {args.name!r} stopped and deleted")
@@ -213,17 +213,16 @@ def down(args: argparse.Namespace) -> ExitStatus:
 
 
 def kill(args: argparse.Namespace) -> ExitStatus:
-    cluster, _, _ = args.node.rpartition("-")
-    cluster = cluster.rpartition("-")[0]
+    cluster = cluster_of(args.node)
     if not cluster:
         raise UserError(f"{args.node!r} is not a node name like redkube-0-0")
     layout = ClusterLayout(state_root(), cluster)
     try:
-        layout.load_member(args.node)
+        member = layout.load_member(args.node)
     except StateError as error:
         raise UserError(str(error)) from error
     pid = read_pid(layout.pid_path(args.node))
-    if pid is None or not is_our_server(layout, args.node, pid):
+    if pid is None or not is_our_server(layout, member, pid):
         raise UserError(f"node {args.node} is not running")
     os.kill(pid, signal.SIGKILL)
     out.print(
@@ -236,8 +235,7 @@ def logs(args: argparse.Namespace) -> ExitStatus:
     node: str | None = args.node
     name = args.name
     if node is not None:
-        cluster = node.rpartition("-")[0].rpartition("-")[0]
-        name = cluster or name
+        name = cluster_of(node) or name
     layout = ClusterLayout(state_root(), name)
     if node is None:
         path = layout.supervisor_log_path

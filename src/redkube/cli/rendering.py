@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from redkube.model.nodes import NodeView, Role
 from redkube.model.observations import Observation
 from redkube.model.slots import TOTAL_SLOTS, describe_ranges, ranges_of
 from redkube.model.specs import ClusterSpec
-from redkube.platform.local.layout import ClusterLayout, ClusterRecord
+from redkube.platform.local.layout import ClusterLayout, ClusterRecord, log_tail
 
 SHARD_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
 MAP_CELLS = 64
@@ -27,14 +26,8 @@ def shape(spec: ClusterSpec) -> str:
 
 
 def tail(path: Path, lines: int, joiner: str = " | ") -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 200 * lines - 4096))
-            text = log.read().decode(errors="replace")
-    except OSError:
-        return "no log"
-    return joiner.join(text.strip().splitlines()[-lines:])
+    found = log_tail(path, lines)
+    return "no log" if found is None else joiner.join(found)
 
 
 def print_ready(

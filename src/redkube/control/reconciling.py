@@ -16,6 +16,7 @@ from redkube.admin.executing import execute
 from redkube.admin.observing import observe
 from redkube.control.statuses import Event, LoopStatus, Phase
 from redkube.model.actions import StartMembers, Step, Wait
+from redkube.model.members import MemberState
 from redkube.model.specs import ClusterSpec
 from redkube.planning.assessing import assess
 from redkube.planning.stepping import next_step
@@ -85,6 +86,11 @@ class Reconciler:
                 linked_replicas=health.linked_replicas,
                 error=error,
                 events=tuple(self._events),
+                crashing=tuple(
+                    o.member.name
+                    for o in observation.members
+                    if o.member.state is MemberState.BACKOFF
+                ),
             )
         )
         return step

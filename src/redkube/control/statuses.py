@@ -29,6 +29,7 @@ class LoopStatus:
     linked_replicas: int
     error: str | None = None
     events: tuple[Event, ...] = field(default_factory=tuple)
+    crashing: tuple[str, ...] = ()  # members held in restart back-off
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -45,4 +46,5 @@ class LoopStatus:
             linked_replicas=int(data["linked_replicas"]),
             error=data.get("error"),
             events=tuple(Event(float(e["at"]), str(e["message"])) for e in data["events"]),
+            crashing=tuple(data.get("crashing", ())),
         )

@@ -41,3 +41,8 @@ class Member:
 
 def member_name(cluster: str, shard: int, ordinal: int) -> str:
     return f"{cluster}-{shard}-{ordinal}"
+
+
+def cluster_of(member: str) -> str:
+    """The cluster part of ``<cluster>-<shard>-<ordinal>``; empty when it is not such a name."""
+    return member.rpartition("-")[0].rpartition("-")[0]

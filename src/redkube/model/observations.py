@@ -28,12 +28,6 @@ class Observation:
     def member_ids(self) -> frozenset[str]:
         return frozenset(view.node_id for view in self.views())
 
-    def view_of(self, node_id: str) -> NodeView | None:
-        for view in self.views():
-            if view.node_id == node_id:
-                return view
-        return None
-
     def entries_about(self, node_id: str) -> Iterator[NodeEntry]:
         for view in self.views():
             entry = view.entry(node_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redkube.model.members import MemberState
-from redkube.model.nodes import NodeView, Role
+from redkube.model.nodes import NodeEntry, NodeView, Role
 from redkube.model.observations import Observation
 from redkube.model.slots import ALL_SLOTS, describe_ranges, ranges_of
 from redkube.model.specs import ClusterSpec
@@ -18,6 +18,19 @@ def claimed_slots(observation: Observation) -> frozenset[int]:
         for entry in view.known:
             claimed |= entry.slots
     return frozenset(claimed)
+
+
+def orphaned_masters(observation: Observation) -> list[NodeEntry]:
+    """Entries (as any reachable node sees them) of masters holding slots that no reachable
+    master serves: a master that is gone or unreachable, whose slots nobody has taken over."""
+    views = list(observation.views())
+    serving = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
+    return [
+        entry
+        for view in views
+        for entry in view.others()
+        if entry.is_master and entry.slots - serving
+    ]
 
 
 def stale_ids(observation: Observation) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ from redkube.planning.assessing import (
     claimed_slots,
     failing_flags,
     open_slots,
+    orphaned_masters,
     shard_masters,
     shard_views,
     stale_ids,
@@ -72,7 +73,6 @@ def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
     address): promote its best replica now, before anything restarts it (a restarted master
     with lost writes would make its replicas resync from it and drop acknowledged writes)."""
     views = list(observation.views())
-    serving = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
     masters = {
         entry.node_id for view in views for entry in view.known if entry.is_master and entry.slots
     }
@@ -80,14 +80,11 @@ def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
     stopped = {o.member.address: o.member.name for o in observation.members if not o.member.running}
     replaced = replaced_ids(observation)
     dead: dict[str, str] = {}
-    for view in views:
-        for entry in view.others():
-            if not (entry.is_master and entry.slots - serving):
-                continue
-            if entry.address in stopped and entry.address is not None:
-                dead[entry.node_id] = f"{stopped[entry.address]} died while master"
-            elif entry.node_id in replaced:
-                dead[entry.node_id] = f"master {entry.node_id[:8]} was replaced by a new node"
+    for entry in orphaned_masters(observation):
+        if entry.address in stopped and entry.address is not None:
+            dead[entry.node_id] = f"{stopped[entry.address]} died while master"
+        elif entry.node_id in replaced:
+            dead[entry.node_id] = f"master {entry.node_id[:8]} was replaced by a new node"
     for dead_id, why in sorted(dead.items()):
         candidates = [
             view
@@ -109,14 +106,7 @@ def start_stopped_members(spec: ClusterSpec, observation: Observation) -> Step:
     first and must answer, so its replica is promoted before the master returns (if its volume
     was lost, a replica that met the empty master first would resync from it and drop its
     data)."""
-    views = list(observation.views())
-    serving = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
-    unserved_masters = {
-        entry.address
-        for view in views
-        for entry in view.others()
-        if entry.is_master and entry.slots - serving
-    }
+    unserved_masters = {entry.address for entry in orphaned_masters(observation)}
     # Down or not answering yet: a replica still loading its data answers LOADING for a while.
     unseen = [o.member for o in observation.members if o.view is None]
     startable = tuple(

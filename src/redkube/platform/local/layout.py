@@ -176,6 +176,18 @@ def write_json(path: Path, data: object) -> None:
     temporary.replace(path)
 
 
+def log_tail(path: Path, lines: int) -> list[str] | None:
+    """The last ``lines`` lines of a log (reading only its end); None when it cannot be read."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 200 * lines - 4096))
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    return text.strip().splitlines()[-lines:]
+
+
 def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redkube.model.members import Member, MemberState
@@ -23,6 +24,7 @@ from redkube.platform.local.layout import (
     ClusterLayout,
     ClusterRecord,
     MemberRecord,
+    log_tail,
     pid_alive,
     read_pid,
 )
@@ -84,7 +86,7 @@ class LocalPlatform:
         if node.state is not MemberState.STOPPED:
             return
         name = node.record.name
-        await stop_leftover(self._layout, name)
+        await stop_leftover(self._layout, node.record)
         data = self._layout.data_dir(name)
         data.mkdir(parents=True, exist_ok=True)
         config = self._layout.node_dir(name) / "redis.conf"
@@ -175,22 +177,22 @@ class LocalPlatform:
             task.cancel()
 
 
-async def stop_leftover(layout: ClusterLayout, name: str) -> None:
+async def stop_leftover(layout: ClusterLayout, member: MemberRecord) -> None:
     """A node process left from a supervisor that died: stop it gracefully before restarting."""
-    pid = read_pid(layout.pid_path(name))
-    if pid is None or not is_our_server(layout, name, pid):
+    pid = read_pid(layout.pid_path(member.name))
+    if pid is None or not is_our_server(layout, member, pid):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and is_our_server(layout, name, pid):
+    while time.monotonic() < deadline and is_our_server(layout, member, pid):
         await asyncio.sleep(0.02)
-    if is_our_server(layout, name, pid):
+    if is_our_server(layout, member, pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def is_our_server(layout: ClusterLayout, name: str, pid: int) -> bool:
+def is_our_server(layout: ClusterLayout, member: MemberRecord, pid: int) -> bool:
     """The pid is alive and runs this node (pids get reused). Redis rewrites its process title to
     ``<binary> <ip>:<port> [cluster]``, so the address identifies it as well as the config path."""
     if not pid_alive(pid):
@@ -201,9 +203,8 @@ def is_our_server(layout: ClusterLayout, name: str, pid: int) -> bool:
     except OSError:
         return False
     title = b" ".join(arguments)
-    address = layout.load_member(name).address
-    return str(layout.node_dir(name) / "redis.conf").encode() in title or (
-        f" {address} ".encode() in title + b" "
+    return str(layout.node_dir(member.name) / "redis.conf").encode() in title or (
+        f" {member.address} ".encode() in title + b" "
     )
 
 
@@ -216,12 +217,8 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
-def last_line(path: os.PathLike[str]) -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 2048))
-            lines = log.read().decode(errors="replace").strip().splitlines()
-    except OSError:
+def last_line(path: Path) -> str:
+    lines = log_tail(path, 1)
+    if lines is None:
         return "no log"
     return lines[-1].strip() if lines else "empty log"
