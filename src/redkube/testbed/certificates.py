@@ -2,7 +2,8 @@
 
 One CA signs everything: the apiserver's serving certificate, the serving certificates of
 the controller-manager and the scheduler, and the client certificates each component (and
-the admin) uses to talk to the apiserver. The service-account key pair is a plain RSA key.
+the admin and the node agent) uses to talk to the apiserver, and the node agent's kubelet API
+serving certificate. The service-account key pair is a plain RSA key.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Certificates:
     scheduler: KeyPair
     controller_manager_serving: KeyPair
     scheduler_serving: KeyPair
+    node_agent: KeyPair
+    kubelet_serving: KeyPair
     service_account_key: Path
     service_account_pub: Path
 
@@ -142,8 +145,11 @@ def _issue(
     return pair
 
 
-def generate(directory: Path) -> Certificates:
-    """Make the whole PKI in `directory` (created if missing)."""
+def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates:
+    """Make the whole PKI in `directory` (created if missing).
+
+    `kubelet_ips` are the node agent's addresses, for its kubelet API serving certificate.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _make_ca(directory)
     serving_ips = ("127.0.0.1",)
@@ -185,6 +191,13 @@ def generate(directory: Path) -> Certificates:
             "kube-scheduler",
             dns=("localhost",),
             ips=serving_ips,
+        ),
+        node_agent=_issue(
+            directory, ca, "node-agent", "redkube-testbed-node-agent", o="system:masters",
+            client=True,
+        ),
+        kubelet_serving=_issue(
+            directory, ca, "kubelet-serving", "redkube-testbed-kubelet", ips=kubelet_ips or serving_ips
         ),
         service_account_key=sa_key,
         service_account_pub=sa_pub,

@@ -214,6 +214,10 @@ class ControlPlane:
                 f"--service-account-signing-key-file={certs.service_account_key}",
                 "--allow-privileged=true",
                 "--enable-bootstrap-token-auth=true",
+                # kubectl exec speaks WebSocket (v5.channel.k8s.io); without this gate the
+                # apiserver would translate it to SPDY for the kubelet. The node agent's kubelet
+                # API speaks WebSocket, so the apiserver proxies the upgrade through unchanged.
+                "--feature-gates=TranslateStreamCloseWebsocketRequests=false",
                 "--profiling=false",
             ],
         )
