@@ -1,9 +1,10 @@
 """A real Kubernetes control plane (etcd, apiserver, controller-manager, scheduler) on loopback.
 
-    with ControlPlane(workdir, bindir) as cp:
-        cp.kubectl("get", "namespaces")
+    with ControlPlane(workdir, bindir, nodes=3) as cp:
+        cp.kubectl("get", "nodes")
 
-There are no nodes yet: Pods get created and then stay Pending.
+With `nodes` > 0 a node agent (`agent.py`) registers that many Nodes and runs their Pods as
+local processes; with 0, Pods are created and then stay Pending.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -51,12 +53,31 @@ def _http_get_json(url: str, context: ssl.SSLContext | None = None) -> object:
         return None
 
 
+def _schedulable_nodes(listing: object) -> int:
+    """How many Nodes are Ready and carry no NoSchedule/NoExecute taint."""
+    if not isinstance(listing, dict):
+        return 0
+    count = 0
+    for node in listing.get("items") or []:
+        conditions = node.get("status", {}).get("conditions") or []
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        taints = node.get("spec", {}).get("taints") or []
+        if ready and not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in taints):
+            count += 1
+    return count
+
+
 class ControlPlane:
     """Starts and stops one control plane; everything it writes goes under `workdir`."""
 
-    def __init__(self, workdir: Path, bindir: Path) -> None:
+    def __init__(
+        self, workdir: Path, bindir: Path, *, nodes: int = 0, network: str = "127.250"
+    ) -> None:
         self.workdir = workdir.resolve()
         self.bindir = bindir.resolve()
+        self.nodes = nodes
+        self.network = network
+        """Node i's address is <network>.i.1 and its Pods get <network>.i.2 to .254."""
         self.components: list[Component] = []
         self.certificates: Certificates | None = None
         self.apiserver_url = ""
@@ -120,7 +141,8 @@ class ControlPlane:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        certs = self.certificates = generate(self.workdir / "pki")
+        node_ips = tuple(f"{self.network}.{i}.1" for i in range(1, self.nodes + 1))
+        certs = self.certificates = generate(self.workdir / "pki", kubelet_ips=node_ips)
         names = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
         self._ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.apiserver_url = f"https://{HOST}:{self._ports['apiserver']}"
@@ -131,6 +153,7 @@ class ControlPlane:
             ("admin", certs.admin),
             ("controller-manager", certs.controller_manager),
             ("scheduler", certs.scheduler),
+            ("node-agent", certs.node_agent),
         ):
             write_kubeconfig(
                 self._kubeconfig_for(name),
@@ -152,6 +175,31 @@ class ControlPlane:
         manager.wait_until(
             lambda: _http_get_json(url, admin) is not None,
             "ready (no `default` ServiceAccount in namespace default)",
+            COMPONENT_TIMEOUT,
+        )
+        if self.nodes:
+            self._start_node_agent(certs, admin)
+
+    def _start_node_agent(self, certs: Certificates, admin: ssl.SSLContext) -> None:
+        agent = self._spawn(
+            "node-agent",
+            [
+                sys.executable,
+                "-m",
+                "redkube.testbed.agent",
+                f"--kubeconfig={self._kubeconfig_for('node-agent')}",
+                f"--state-dir={self.workdir / 'node-agent'}",
+                f"--nodes={self.nodes}",
+                f"--network={self.network}",
+                f"--serving-cert={certs.kubelet_serving.cert}",
+                f"--serving-key={certs.kubelet_serving.key}",
+                f"--client-ca={certs.ca.cert}",
+            ],
+        )
+        url = f"{self.apiserver_url}/api/v1/nodes"
+        agent.wait_until(
+            lambda: _schedulable_nodes(_http_get_json(url, admin)) >= self.nodes,
+            f"ready ({self.nodes} Ready, untainted Nodes)",
             COMPONENT_TIMEOUT,
         )
 

