@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test lint bench testbed-binaries clean
+.PHONY: up down status test lint bench testbed-binaries testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ test: $(STAMP) lint testbed-binaries
 # cold on 2 cores, instant when cached); the test bed tests run them.
 testbed-binaries:
 	PATH="$$PATH:/usr/local/go/bin" testbed/build-binaries.sh >/dev/null
+
+# A real Kubernetes control plane plus 3 nodes whose Pods run as local processes (needs root).
+testbed-up: $(STAMP)
+	$(BIN)/python -m redkube.testbed up --bindir "$$(PATH="$$PATH:/usr/local/go/bin" testbed/build-binaries.sh | tail -n1)"
+
+testbed-down: $(STAMP)
+	$(BIN)/python -m redkube.testbed down
 
 bench: $(STAMP)
 	$(BIN)/python bench/bootstrap.py

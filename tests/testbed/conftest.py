@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,10 +30,33 @@ def bindir() -> Path:
     return Path(lines[-1])
 
 
+NODES = int(os.environ.get("REDKUBE_TESTBED_NODES", "0"))  # TEMP: 3 once the kubelet API lands
+
+
+def testbed_network(offset: int = 0) -> str:
+    """A `127.N` network for test-bed pod IPs that no other test run or `make testbed-up` uses.
+
+    Local-platform tests use 127.20-219 and `make testbed-up` 127.250.
+    """
+    return f"127.{230 + (os.getpid() + offset) % 20}"
+
+
 @pytest.fixture(scope="session")
 def control_plane(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane"), bindir)
+    """The control plane plus a node agent with 3 Nodes (zone-a, zone-b, zone-c)."""
+    cp = ControlPlane(
+        tmp_path_factory.mktemp("control-plane"), bindir, nodes=NODES, network=testbed_network()
+    )
     began = time.monotonic()
     with cp:
         print(f"\ncontrol plane started in {time.monotonic() - began:.1f}s (workdir {cp.workdir})")
         yield cp
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -41,6 +41,7 @@ spec:
     metadata:
       labels: {app: web}
     spec:
+      nodeSelector: {disktype: ssd}
       containers:
         - name: web
           image: registry.k8s.io/pause:3.10
@@ -117,7 +118,7 @@ def test_statefulset_pods_are_created_and_unschedulable(
     eventually(lambda: set(pods()) == {"web-0", "web-1"}, "the StatefulSet controller makes 2 Pods")
     eventually(
         lambda: all(unschedulable(p) for p in pods().values()),
-        "the scheduler marks both Pods Unschedulable (there are no nodes)",
+        "the scheduler marks both Pods Unschedulable (no node has disktype=ssd)",
     )
 
     def failed_scheduling() -> bool:
@@ -135,6 +136,7 @@ def test_stop_leaves_no_process(bindir: Path, tmp_path: Path) -> None:
     with cp:
         pids = cp.pids
         assert set(pids) == {"etcd", "kube-apiserver", "controller-manager", "scheduler"}
+        assert not cp.kubectl("get", "nodes", "-o", "name").stdout.strip()
         assert all(pid_alive(pid) for pid in pids.values())
         print(f"\nsecond control plane started in {cp.start_seconds:.1f}s")
         began = time.monotonic()

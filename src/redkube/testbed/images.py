@@ -5,6 +5,7 @@
 | `redis`                   | `redis-server`  | redis-server, redis-cli, redis-benchmark     |
 | `valkey/valkey`           | `valkey-server` | valkey-server, valkey-cli (redis-cli), redis-cli |
 | `busybox`, `debian`, `ubuntu` | `sh`        | none beyond the host's /bin and /usr/bin     |
+| `pause` (registry.k8s.io) | `sleep infinity` | none                                        |
 
 A container sees the host's filesystem (copy-on-write) with the image's commands first on PATH.
 `redis-server` is the host's (Debian's Redis 7); `valkey-server` is $REDKUBE_TESTBED_VALKEY,
@@ -99,7 +100,9 @@ def resolve(image: str) -> Image:
         return Image(repo, ("valkey-server",), commands)
     if repo in ("busybox", "debian", "ubuntu"):
         return Image(repo, ("sh",))
+    if repo == "pause":
+        return Image(repo, ("sleep", "infinity"))
     raise ImageError(
         f"image {image!r} has no local mapping in the test bed "
-        "(known: redis, valkey/valkey, busybox, debian, ubuntu)"
+        "(known: redis, valkey/valkey, busybox, debian, ubuntu, pause)"
     )

@@ -151,12 +151,10 @@ class PodWorker:
                     self._publish(pod)
                 except ApiError as error:
                     log.warning("pod %s/%s: API error: %s", self.namespace, self.name, error)
+                except Exception:  # a bug here must not take the Pod's containers down
+                    log.exception("pod %s/%s: step failed; retrying", self.namespace, self.name)
+                    time.sleep(1)
                 time.sleep(TICK)
-        except Exception:
-            log.exception(
-                "pod %s/%s: worker failed; stopping its containers", self.namespace, self.name
-            )
-            self._kill_all()
         finally:
             self.finished.set()
 
@@ -236,6 +234,7 @@ class PodWorker:
             run.state = {
                 "waiting": {"reason": "CrashLoopBackOff", "message": self._backoff_message(run)}
             }
+            self._event(run, "BackOff", "Back-off restarting failed container", warning=True)
             log.info(
                 "pod %s/%s: container %s exited with %d; restart in %gs",
                 self.namespace,
@@ -377,6 +376,7 @@ class PodWorker:
             }
         else:
             run.state = {"terminated": terminated}
+        self._event(run, "Failed", f"Error: {message}", warning=True)
 
     @staticmethod
     def _runnable(command: str, image: Image) -> bool:
@@ -444,6 +444,8 @@ class PodWorker:
             "pod %s/%s: container %s: %s; restarting", self.namespace, self.name, run.name, why
         )
         self._stop_container(run, self._grace(self.pod))
+        assert run.process is not None
+        self._reap(run, _exit_code(run.process.returncode), time.monotonic())
 
     # --- stopping -----------------------------------------------------------------------------
 
@@ -477,10 +479,6 @@ class PodWorker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-    def _kill_all(self) -> None:
-        for run in (*self.inits, *self.mains):
-            self._stop_container(run, 0)
 
     def _terminate(self, pod: JSON, removed: bool) -> None:
         grace = 0.0 if removed else self._grace(pod)
@@ -531,7 +529,7 @@ class PodWorker:
             return "Failed" if init_failed else "Pending"
         if any(not r.started_once for r in self.mains):
             return "Pending"
-        if any(r.running or "waiting" in r.state for r in self.mains):
+        if any(r.running or "terminated" not in r.state for r in self.mains):
             return "Running"
         codes = [int(r.state["terminated"]["exitCode"]) for r in self.mains]
         return "Succeeded" if all(c == 0 for c in codes) else "Failed"

@@ -1,0 +1,170 @@
+"""`python -m redkube.testbed up|down|status`: a test-bed cluster for a person to use.
+
+    up      start a control plane and node agent in the background (a fresh cluster each
+            time), wait until its Nodes are Ready, print the kubeconfig path
+    down    stop it: every component and every Pod process
+    status  say whether it runs, and where its kubeconfig is
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from redkube.testbed.controlplane import ControlPlane
+from redkube.testbed.processes import ControlPlaneError, pid_alive
+
+UP_TIMEOUT = 180.0
+DOWN_TIMEOUT = 90.0
+
+
+def default_workdir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "redkube" / "testbed"
+
+
+class Paths:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.pid = workdir / "testbed.pid"
+        self.ready = workdir / "ready"
+        self.log = workdir / "testbed.log"
+        self.cluster = workdir / "cluster"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster / "kubeconfigs" / "admin.kubeconfig"
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def up(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
+    pid = paths.running_pid()
+    if pid is not None:
+        print(f"test bed already running (pid {pid})")
+        print(f"export KUBECONFIG={paths.kubeconfig}")
+        return 0
+    if not (bindir / "kube-apiserver").is_file():
+        print(f"error: no Kubernetes binaries in {bindir} (run testbed/build-binaries.sh)")
+        return 1
+    subprocess.run(["rm", "-rf", str(paths.workdir)], check=True)
+    paths.workdir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "redkube.testbed", "serve", f"--workdir={paths.workdir}"]
+    argv += [f"--bindir={bindir}", f"--nodes={nodes}", f"--network={network}"]
+    with paths.log.open("ab") as log:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    paths.pid.write_text(str(process.pid))
+    began = time.monotonic()
+    print(f"starting etcd, kube-apiserver, controller-manager, scheduler and {nodes} nodes ...")
+    while not paths.ready.exists():
+        if process.poll() is not None or time.monotonic() - began > UP_TIMEOUT:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            print(f"error: the test bed did not start; last lines of {paths.log}:")
+            print(_tail(paths.log))
+            return 1
+        time.sleep(0.2)
+    print(f"test bed ready in {time.monotonic() - began:.1f}s: {nodes} nodes")
+    print(f"export KUBECONFIG={paths.kubeconfig}")
+    return 0
+
+
+def down(paths: Paths) -> int:
+    pid = paths.running_pid()
+    if pid is None:
+        print("test bed not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + DOWN_TIMEOUT
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            print(f"error: the test bed did not stop in {DOWN_TIMEOUT:g}s; killed pid {pid}")
+            return 1
+        time.sleep(0.2)
+    paths.pid.unlink(missing_ok=True)
+    paths.ready.unlink(missing_ok=True)
+    print("test bed stopped")
+    return 0
+
+
+def status(paths: Paths) -> int:
+    pid = paths.running_pid()
+    if pid is None or not paths.ready.exists():
+        print("test bed not running")
+        return 3
+    print(f"test bed running (pid {pid})")
+    print(f"export KUBECONFIG={paths.kubeconfig}")
+    return 0
+
+
+def serve(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    plane = ControlPlane(paths.cluster, bindir, nodes=nodes, network=network)
+    try:
+        plane.start()
+    except ControlPlaneError as error:
+        print(f"error: {error}", flush=True)
+        return 1
+    print(f"ready in {plane.start_seconds:.1f}s; kubeconfig {plane.kubeconfig}", flush=True)
+    paths.ready.write_text(str(plane.kubeconfig))
+    try:
+        while not stopping:
+            time.sleep(0.5)
+    finally:
+        plane.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m redkube.testbed", description=__doc__)
+    parser.add_argument("command", choices=("up", "down", "status", "serve"))
+    parser.add_argument("--workdir", type=Path, default=default_workdir())
+    parser.add_argument("--bindir", type=Path, default=None)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--network", default="127.250")
+    args = parser.parse_args(argv)
+    paths = Paths(args.workdir.resolve())
+    if args.command in ("up", "serve") and args.bindir is None:
+        parser.error("--bindir is required (the last line printed by testbed/build-binaries.sh)")
+    if args.command == "up":
+        return up(paths, args.bindir.resolve(), args.nodes, args.network)
+    if args.command == "serve":
+        return serve(paths, args.bindir.resolve(), args.nodes, args.network)
+    if args.command == "down":
+        return down(paths)
+    return status(paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
