@@ -1,11 +1,14 @@
 """Container images, mapped to binaries on this machine: the test bed has no image registry.
 
-| image (any tag, registry) | default command | commands of the image                        |
-|---------------------------|-----------------|----------------------------------------------|
-| `redis`                   | `redis-server`  | redis-server, redis-cli, redis-benchmark     |
-| `valkey/valkey`           | `valkey-server` | valkey-server, valkey-cli (redis-cli), redis-cli |
-| `busybox`, `debian`, `ubuntu` | `sh`        | none beyond the host's /bin and /usr/bin     |
-| `pause` (registry.k8s.io) | `sleep infinity` | none                                        |
+- `redis` (any tag or registry): ENTRYPOINT docker-entrypoint.sh, CMD redis-server; commands
+  redis-server, redis-cli, redis-benchmark.
+- `valkey/valkey`: ENTRYPOINT docker-entrypoint.sh, CMD valkey-server; commands valkey-server,
+  valkey-cli (which is redis-cli) and redis-cli.
+- `busybox`, `debian`, `ubuntu`: CMD sh; the host's /bin and /usr/bin.
+- `pause` (registry.k8s.io/pause): CMD sleep infinity.
+
+docker-entrypoint.sh does what the official images' does with arguments: `args: [--port, "1"]` or
+`args: [/etc/redis.conf]` run the server with them.
 
 A container sees the host's filesystem (copy-on-write) with the image's commands first on PATH.
 `redis-server` is the host's (Debian's Redis 7); `valkey-server` is $REDKUBE_TESTBED_VALKEY,
@@ -30,12 +33,34 @@ class ImageError(LookupError):
     """No local mapping for an image, or its binary is missing on this machine."""
 
 
+def _entrypoint(server: str) -> str:
+    """The official images' docker-entrypoint.sh, reduced to its argument handling."""
+    return (
+        "#!/bin/sh\n"
+        'if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then\n'
+        f'  set -- {server} "$@"\n'
+        "fi\n"
+        'exec "$@"\n'
+    )
+
+
 @dataclass(frozen=True)
 class Image:
+    """An image's ENTRYPOINT and CMD (as a Pod's `command` and `args` override them)."""
+
     repository: str
-    default_command: tuple[str, ...]
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
     commands: dict[str, str] = field(default_factory=dict)
     """Command name inside the container -> absolute path of the binary on this machine."""
+    scripts: dict[str, str] = field(default_factory=dict)
+    """Command name inside the container -> the text of a shell script."""
+
+    def argv(self, command: list[str], args: list[str]) -> list[str]:
+        """Kubernetes' rule: `command` replaces ENTRYPOINT (and drops CMD); `args` replaces CMD."""
+        if command:
+            return command + args
+        return [*self.entrypoint, *(args or self.cmd)]
 
     @property
     def path(self) -> str:
@@ -91,17 +116,19 @@ def resolve(image: str) -> Image:
         commands = _commands(
             redis_server=server, redis_cli=cli, redis_benchmark=_which("redis-benchmark")
         )
-        return Image(repo, ("redis-server",), commands)
+        scripts = {"docker-entrypoint.sh": _entrypoint("redis-server")}
+        return Image(repo, ("docker-entrypoint.sh",), ("redis-server",), commands, scripts)
     if repo == "valkey/valkey":
         server = _valkey_server()
         if server is None:
             raise ImageError(f"image {image!r} maps to valkey-server, which is not installed")
         commands = _commands(valkey_server=server, valkey_cli=cli, redis_cli=cli)
-        return Image(repo, ("valkey-server",), commands)
+        scripts = {"docker-entrypoint.sh": _entrypoint("valkey-server")}
+        return Image(repo, ("docker-entrypoint.sh",), ("valkey-server",), commands, scripts)
     if repo in ("busybox", "debian", "ubuntu"):
-        return Image(repo, ("sh",))
+        return Image(repo, (), ("sh",))
     if repo == "pause":
-        return Image(repo, ("sleep", "infinity"))
+        return Image(repo, (), ("sleep", "infinity"))
     raise ImageError(
         f"image {image!r} has no local mapping in the test bed "
         "(known: redis, valkey/valkey, busybox, debian, ubuntu, pause)"

@@ -290,10 +290,10 @@ class PodWorker:
             run.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(error)}}
             self._event(run, "Failed", f"Error: {error}", warning=True)
             return
-        command = [expand(a, env) for a in spec.get("command") or image.default_command]
-        if not spec.get("command") and not spec.get("args") and not command:
-            command = list(image.default_command)
-        argv = command + [expand(a, env) for a in spec.get("args") or []]
+        argv = image.argv(
+            [expand(a, env) for a in spec.get("command") or []],
+            [expand(a, env) for a in spec.get("args") or []],
+        )
         if run.started_once:
             run.restart_count += 1
         run.started_once = True
@@ -382,7 +382,8 @@ class PodWorker:
     def _runnable(command: str, image: Image) -> bool:
         if "/" in command:
             return os.access(command, os.X_OK)
-        return command in image.commands or shutil.which(command, path=image.path) is not None
+        known = command in image.commands or command in image.scripts
+        return known or shutil.which(command, path=image.path) is not None
 
     def _mounts(self, spec: JSON) -> list[Mount]:
         assert self.volumes is not None

@@ -73,6 +73,9 @@ def setup_script(box: Sandbox) -> str:
     for name, binary in sorted(box.image.commands.items()):
         target = _inside(root, f"{IMAGE_BIN}/{name}")
         lines += [f": > {target}", f"mount --bind {_q(binary)} {target}"]
+    for name, text in sorted(box.image.scripts.items()):
+        target = _inside(root, f"{IMAGE_BIN}/{name}")
+        lines += [f"printf '%s' {_q(text)} > {target}", f"chmod 0755 {target}"]
     for mount in box.mounts:
         target = _inside(root, mount.target)
         if mount.source.is_dir():
