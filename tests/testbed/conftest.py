@@ -30,7 +30,7 @@ def bindir() -> Path:
     return Path(lines[-1])
 
 
-NODES = int(os.environ.get("REDKUBE_TESTBED_NODES", "0"))  # TEMP: 3 once the kubelet API lands
+NODES = 3
 
 
 def testbed_network(offset: int = 0) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -397,3 +400,62 @@ def test_failing_liveness_probe_restarts_the_container(
     )
     reasons = {e["reason"] for e in events(control_plane, namespace, "liveness")}
     assert {"Unhealthy", "Killing"} <= reasons
+
+
+def _read_until(fd: int, wanted: bytes, transcript: bytearray, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while wanted not in transcript:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{wanted!r} not seen in {bytes(transcript)!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                transcript += os.read(fd, 4096)
+            except OSError:  # the terminal closed
+                break
+    assert wanted in transcript, bytes(transcript)
+
+
+def test_kubectl_logs_and_exec_reach_the_pods_server(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    apply(control_plane, namespace, redis_statefulset())
+    rollout(control_plane, namespace)
+    ip = pods(control_plane, namespace)["redis-0"]["status"]["podIP"]
+
+    log = control_plane.kubectl("logs", "-n", namespace, "redis-0").stdout
+    assert "Ready to accept connections" in log
+
+    done = control_plane.kubectl(
+        "exec", "-n", namespace, "redis-0", "--",
+        "redis-cli", "-h", ip, "-a", PASSWORD, "--no-auth-warning", "ping",
+    )  # fmt: skip
+    assert done.stdout.strip() == "PONG"
+    # The container's environment: the password comes from the Secret, REDISCLI_AUTH included.
+    done = control_plane.kubectl(
+        "exec", "-n", namespace, "redis-0", "--", "sh", "-c", 'redis-cli -h "$POD_IP" dbsize'
+    )
+    assert done.stdout.strip() == "0"
+
+    master, slave = os.openpty()
+    try:
+        kubectl = subprocess.Popen(
+            [str(control_plane.bindir / "kubectl"), f"--kubeconfig={control_plane.kubeconfig}",
+             "exec", "-it", "-n", namespace, "redis-1", "--", "sh"],
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+    transcript = bytearray()
+    try:
+        os.write(master, b'redis-cli -h "$POD_IP" set via-tty ok-$((40+2))\r')
+        _read_until(master, b"OK", transcript)
+        os.write(master, b'redis-cli -h "$POD_IP" get via-tty; hostname\r')
+        _read_until(master, b"ok-42", transcript)
+        _read_until(master, b"redis-1", transcript)
+        os.write(master, b"exit\r")
+        assert kubectl.wait(timeout=30) == 0, bytes(transcript)
+    finally:
+        kubectl.kill()
+        kubectl.wait()
+        os.close(master)
