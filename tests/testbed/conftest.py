@@ -33,7 +33,7 @@ def bindir() -> Path:
 NODES = 3
 
 
-def testbed_network(offset: int = 0) -> str:
+def pod_network(offset: int = 0) -> str:
     """A `127.N` network for test-bed pod IPs that no other test run or `make testbed-up` uses.
 
     Local-platform tests use 127.20-219 and `make testbed-up` 127.250.
@@ -45,7 +45,7 @@ def testbed_network(offset: int = 0) -> str:
 def control_plane(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """The control plane plus a node agent with 3 Nodes (zone-a, zone-b, zone-c)."""
     cp = ControlPlane(
-        tmp_path_factory.mktemp("control-plane"), bindir, nodes=NODES, network=testbed_network()
+        tmp_path_factory.mktemp("control-plane"), bindir, nodes=NODES, network=pod_network()
     )
     began = time.monotonic()
     with cp:

@@ -13,7 +13,7 @@ import pytest
 
 from redkube.testbed import ControlPlane, ControlPlaneError
 from redkube.testbed.processes import pid_alive
-from tests.testbed.conftest import testbed_network
+from tests.testbed.conftest import pod_network
 
 KUBE_VERSION = "v1.36.3"
 
@@ -186,7 +186,7 @@ def _processes_rooted_under(directory: Path) -> list[int]:
 
 
 def test_stop_with_a_node_leaves_no_pod_process(bindir: Path, tmp_path: Path) -> None:
-    cp = ControlPlane(tmp_path / "cp", bindir, nodes=1, network=testbed_network(offset=1))
+    cp = ControlPlane(tmp_path / "cp", bindir, nodes=1, network=pod_network(offset=1))
     with cp:
         assert "node-agent" in cp.pids
         cp.kubectl("run", "sleeper", "--image=busybox", "--restart=Never", "--", "sleep", "3600")

@@ -1,9 +1,9 @@
 """`python -m redkube.testbed up|down|status`: a test-bed cluster for a person to use.
 
-    up      start a control plane and node agent in the background (a fresh cluster each
-            time), wait until its Nodes are Ready, print the kubeconfig path
-    down    stop it: every component and every Pod process
-    status  say whether it runs, and where its kubeconfig is
+up      start a control plane and node agent in the background (a fresh cluster each
+        time), wait until its Nodes are Ready, print the kubeconfig path
+down    stop it: every component and every Pod process
+status  say whether it runs, and where its kubeconfig is
 """
 
 from __future__ import annotations

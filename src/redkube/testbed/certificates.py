@@ -193,11 +193,19 @@ def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates
             ips=serving_ips,
         ),
         node_agent=_issue(
-            directory, ca, "node-agent", "redkube-testbed-node-agent", o="system:masters",
+            directory,
+            ca,
+            "node-agent",
+            "redkube-testbed-node-agent",
+            o="system:masters",
             client=True,
         ),
         kubelet_serving=_issue(
-            directory, ca, "kubelet-serving", "redkube-testbed-kubelet", ips=kubelet_ips or serving_ips
+            directory,
+            ca,
+            "kubelet-serving",
+            "redkube-testbed-kubelet",
+            ips=kubelet_ips or serving_ips,
         ),
         service_account_key=sa_key,
         service_account_pub=sa_pub,
