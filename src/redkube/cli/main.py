@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from redkube import __version__
-from redkube.cli import local
+from redkube.cli import local, rendering_manifests
 from redkube.cli.exits import ExitStatus, UserError
 from redkube.model.specs import SpecError
 from redkube.platform.local.addressing import AddressError
@@ -55,6 +55,11 @@ def build_parser() -> Parser:
     logs.add_argument("-n", "--lines", type=int, default=40)
 
     commands.add_parser("list", help="list local clusters")
+
+    render = commands.add_parser(
+        "render", help="print every Kubernetes object a RedisCluster becomes (like helm template)"
+    )
+    render.add_argument("-f", "--file", required=True, help="RedisCluster YAML, or - for stdin")
     return parser
 
 
@@ -80,6 +85,7 @@ def dispatch(args: argparse.Namespace) -> ExitStatus:
         "kill": local.kill,
         "logs": local.logs,
         "list": local.list_clusters,
+        "render": rendering_manifests.render,
     }
     return handlers[args.command](args)
 

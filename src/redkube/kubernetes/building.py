@@ -1,0 +1,341 @@
+"""Every object the operator owns for one RedisCluster, as pure builders (one per object).
+
+    objects = build_all(cluster, password)
+
+Names, for a RedisCluster `c`:
+- StatefulSet `c-<shard>` per shard, Pods `c-<shard>-<ordinal>` (ordinal 0 starts as master);
+- Services `c-nodes` (headless, per-Pod DNS) and `c` (clients);
+- PodDisruptionBudget `c-<shard>`, ConfigMap `c-config`, Secret `c-auth` (unless the user names
+  one in spec.auth.secretName).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from redkube.kubernetes.clusters import RedisCluster
+from redkube.model.settings import cluster_settings, render
+
+JSON = dict[str, Any]
+
+API_VERSION = "redkube.io/v1alpha1"
+KIND = "RedisCluster"
+REDIS_PORT = 6379
+BUS_PORT = 16379
+SERVER_USER = 999
+GRACE_SECONDS = 30
+PASSWORD_KEY = "password"
+CONFIG_DIR = "/etc/redkube"
+RUN_DIR = "/run/redkube"
+DATA_DIR = "/data"
+
+START_SCRIPT = f"""\
+#!/bin/sh
+# Start the server with this Pod's address; the password goes into a file, not the arguments.
+set -eu
+umask 077
+password=$(printf '%s' "$REDIS_PASSWORD" | sed 's/[\\\\"]/\\\\&/g')
+printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$password" "$password" > {RUN_DIR}/auth.conf
+exec "$REDKUBE_SERVER" {CONFIG_DIR}/redis.conf --include {RUN_DIR}/auth.conf \\
+  --bind "$POD_IP" --bind-source-addr "$POD_IP" --cluster-announce-ip "$POD_IP"
+"""
+
+PRESTOP_SCRIPT = """\
+#!/bin/sh
+# Before a master stops, hand its role to an in-sync replica, so clients see no errors.
+set -u
+role() { redis-cli -h "$1" role 2>/dev/null | head -n 1; }
+[ "$(role "$POD_IP")" = "master" ] || exit 0
+replica=$(redis-cli -h "$POD_IP" info replication | tr -d '\\r' \\
+  | sed -n 's/^slave[0-9]*:ip=\\([^,]*\\),.*state=online.*/\\1/p' | head -n 1)
+[ -n "$replica" ] || exit 0
+redis-cli -h "$replica" cluster failover >/dev/null 2>&1 || exit 0
+i=0
+while [ "$i" -lt 100 ]; do
+  [ "$(role "$POD_IP")" = "slave" ] && exit 0
+  sleep 0.2
+  i=$((i + 1))
+done
+"""
+
+
+def labels(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
+    result = {
+        "app.kubernetes.io/name": cluster.family,
+        "app.kubernetes.io/instance": cluster.name,
+        "app.kubernetes.io/managed-by": "redkube",
+        "redkube.io/cluster": cluster.name,
+    }
+    if shard is not None:
+        result["redkube.io/shard"] = str(shard)
+    return result
+
+
+def selector(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
+    result = {"redkube.io/cluster": cluster.name}
+    if shard is not None:
+        result["redkube.io/shard"] = str(shard)
+    return result
+
+
+def metadata(cluster: RedisCluster, name: str, shard: int | None = None) -> JSON:
+    meta: JSON = {"name": name, "namespace": cluster.namespace, "labels": labels(cluster, shard)}
+    if cluster.uid:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": cluster.name,
+                "uid": cluster.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def config_map_name(cluster: RedisCluster) -> str:
+    return f"{cluster.name}-config"
+
+
+def headless_service_name(cluster: RedisCluster) -> str:
+    return f"{cluster.name}-nodes"
+
+
+def statefulset_name(cluster: RedisCluster, shard: int) -> str:
+    return f"{cluster.name}-{shard}"
+
+
+def redis_conf(cluster: RedisCluster) -> str:
+    settings = [
+        ("port", str(REDIS_PORT)),
+        ("dir", DATA_DIR),
+        *cluster_settings(cluster.cluster, aof=cluster.aof),
+        *sorted(cluster.config.items()),
+    ]
+    return render(settings)
+
+
+def build_config_map(cluster: RedisCluster) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(cluster, config_map_name(cluster)),
+        "data": {
+            "redis.conf": redis_conf(cluster),
+            "start.sh": START_SCRIPT,
+            "prestop.sh": PRESTOP_SCRIPT,
+        },
+    }
+
+
+def build_secret(cluster: RedisCluster, password: str) -> JSON:
+    """The generated password Secret (only when spec.auth.secretName is not set)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(cluster, cluster.secret_name),
+        "type": "Opaque",
+        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+    }
+
+
+def _ports() -> list[JSON]:
+    return [
+        {"name": "redis", "port": REDIS_PORT, "targetPort": REDIS_PORT},
+        {"name": "bus", "port": BUS_PORT, "targetPort": BUS_PORT},
+    ]
+
+
+def build_headless_service(cluster: RedisCluster) -> JSON:
+    """Stable per-Pod DNS names (`<pod>.<cluster>-nodes`), ready or not (a node must be
+    reachable before it is part of the cluster)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cluster, headless_service_name(cluster)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector(cluster),
+            "ports": _ports(),
+        },
+    }
+
+
+def build_client_service(cluster: RedisCluster) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cluster, cluster.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(cluster),
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": REDIS_PORT}],
+        },
+    }
+
+
+def build_pod_disruption_budget(cluster: RedisCluster, shard: int) -> JSON:
+    """At most one node of a shard down by choice (drains, evictions) at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(cluster, statefulset_name(cluster, shard), shard),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(cluster, shard)}},
+    }
+
+
+def _affinity(cluster: RedisCluster, shard: int) -> JSON:
+    """A shard's Pods on different topology domains: its replicas never beside its master."""
+    term = {
+        "labelSelector": {"matchLabels": selector(cluster, shard)},
+        "topologyKey": cluster.placement.topology_key,
+    }
+    if cluster.placement.required:
+        anti: JSON = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    else:
+        anti = {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": term}
+            ]
+        }
+    return {"podAntiAffinity": anti}
+
+
+def _env(cluster: RedisCluster) -> list[JSON]:
+    password_ref = {"secretKeyRef": {"name": cluster.secret_name, "key": PASSWORD_KEY}}
+    return [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "REDIS_PASSWORD", "valueFrom": password_ref},
+        {"name": "REDISCLI_AUTH", "valueFrom": password_ref},
+        {"name": "REDKUBE_SERVER", "value": f"{cluster.family}-server"},
+    ]
+
+
+def _container(cluster: RedisCluster) -> JSON:
+    ping = 'redis-cli -h "$POD_IP" ping | grep -q PONG'
+    container: JSON = {
+        "name": "server",
+        "image": cluster.image,
+        "command": ["sh", f"{CONFIG_DIR}/start.sh"],
+        "env": _env(cluster),
+        "ports": [
+            {"name": "redis", "containerPort": REDIS_PORT},
+            {"name": "bus", "containerPort": BUS_PORT},
+        ],
+        "readinessProbe": {
+            "exec": {"command": ["sh", "-c", ping]},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": "redis"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", f"{CONFIG_DIR}/prestop.sh"]}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "run", "mountPath": RUN_DIR},
+            {"name": "data", "mountPath": DATA_DIR},
+        ],
+    }
+    if cluster.resources:
+        container["resources"] = dict(cluster.resources)
+    return container
+
+
+def _pod_spec(cluster: RedisCluster, shard: int) -> JSON:
+    volumes: list[JSON] = [
+        {"name": "config", "configMap": {"name": config_map_name(cluster)}},
+        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+    ]
+    if cluster.storage is None:
+        volumes.append({"name": "data", "emptyDir": {}})
+    spec: JSON = {
+        "terminationGracePeriodSeconds": GRACE_SECONDS,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SERVER_USER,
+            "runAsGroup": SERVER_USER,
+            "fsGroup": SERVER_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": _affinity(cluster, shard),
+        "containers": [_container(cluster)],
+        "volumes": volumes,
+    }
+    if cluster.placement.zone_spread:
+        spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector(cluster, shard)},
+            }
+        ]
+    return spec
+
+
+def build_statefulset(cluster: RedisCluster, shard: int) -> JSON:
+    """One shard: a master and its replicas. `OnDelete`: the operator decides every restart
+    (it fails a master over before deleting its Pod)."""
+    spec: JSON = {
+        "serviceName": headless_service_name(cluster),
+        "replicas": cluster.cluster.members_per_shard,
+        "podManagementPolicy": "Parallel",
+        "updateStrategy": {"type": "OnDelete"},
+        "selector": {"matchLabels": selector(cluster, shard)},
+        "template": {
+            "metadata": {"labels": labels(cluster, shard)},
+            "spec": _pod_spec(cluster, shard),
+        },
+    }
+    if cluster.storage is not None:
+        claim: JSON = {
+            "metadata": {"name": "data", "labels": labels(cluster, shard)},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": cluster.storage.size}},
+            },
+        }
+        if cluster.storage.storage_class:
+            claim["spec"]["storageClassName"] = cluster.storage.storage_class
+        spec["volumeClaimTemplates"] = [claim]
+        spec["persistentVolumeClaimRetentionPolicy"] = {
+            "whenDeleted": cluster.pvc_retention,
+            "whenScaled": "Retain",
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(cluster, statefulset_name(cluster, shard), shard),
+        "spec": spec,
+    }
+
+
+def build_all(cluster: RedisCluster, password: str) -> list[JSON]:
+    """Everything, in the order to create it (a Secret and ConfigMap before the Pods need them)."""
+    objects: list[JSON] = []
+    if cluster.auth_secret is None:
+        objects.append(build_secret(cluster, password))
+    objects += [
+        build_config_map(cluster),
+        build_headless_service(cluster),
+        build_client_service(cluster),
+    ]
+    for shard in range(cluster.cluster.shards):
+        objects += [build_statefulset(cluster, shard), build_pod_disruption_budget(cluster, shard)]
+    return objects
