@@ -12,11 +12,15 @@ from tests.clusters import LocalCluster
 
 def redis_cli_check(cluster: LocalCluster) -> str:
     """`redis-cli --cluster check` must find every slot covered and all nodes agreeing."""
+    return redis_cli_check_at(cluster.members()[0]["ip"], cluster.password)
+
+
+def redis_cli_check_at(ip: str, password: str) -> str:
+    """`redis-cli --cluster check` through the node at `ip`, port 6379."""
     cli = shutil.which("redis-cli")
     assert cli is not None, "redis-cli (Debian redis-tools) is required"
-    first = cluster.members()[0]["ip"]
     done = subprocess.run(
-        [cli, "-a", cluster.password, "--no-auth-warning", "--cluster", "check", f"{first}:6379"],
+        [cli, "-a", password, "--no-auth-warning", "--cluster", "check", f"{ip}:6379"],
         capture_output=True,
         text=True,
         timeout=30,

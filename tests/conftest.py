@@ -12,6 +12,9 @@ import pytest
 
 from tests.clusters import LocalCluster, Redkube, stop_everything
 
+# The Kubernetes test bed's fixtures (control_plane, namespace), for every test directory.
+pytest_plugins = ["tests.testbed.fixtures"]
+
 VALKEY = "valkey"
 REDIS = "redis"
 _pools = itertools.count(101)

@@ -13,7 +13,7 @@ import pytest
 
 from redkube.testbed import ControlPlane, ControlPlaneError
 from redkube.testbed.processes import pid_alive
-from tests.testbed.conftest import pod_network
+from tests.testbed.fixtures import pod_network
 
 KUBE_VERSION = "v1.36.3"
 

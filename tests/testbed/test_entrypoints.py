@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from redkube.testbed.processes import pid_alive
-from tests.testbed.conftest import pod_network
+from tests.testbed.fixtures import pod_network
 
 
 def run_testbed(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,1 +1,2 @@
-"""Kubernetes objects for redkube, as pure data: the RedisCluster resource and the objects the operator owns."""
+"""Kubernetes objects for redkube, as pure data: the RedisCluster resource and the objects
+the operator owns."""

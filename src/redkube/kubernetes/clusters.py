@@ -12,24 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from redkube.kubernetes.resources import (
+    DEFAULT_IMAGE,
+    FORBIDDEN_CONFIG_KEYS,
+    IMAGE_PATTERN,
+    MAX_NODE_TIMEOUT_MS,
+    MAX_REPLICAS,
+    MAX_SHARDS,
+)
 from redkube.model.specs import ClusterSpec, SpecError
 
-DEFAULT_IMAGE = "valkey/valkey:9.1"
-IMAGE_PATTERN = re.compile(
-    r"^([a-z0-9.-]+(:[0-9]+)?/)?(library/)?"
-    r"(redis:7([.-][0-9A-Za-z.-]*)?|valkey/valkey:(8|9)([.-][0-9A-Za-z.-]*)?)$"
-)
-FORBIDDEN_CONFIG_KEYS = frozenset(
-    {
-        "bind", "port", "dir", "cluster-enabled", "cluster-config-file", "cluster-announce-ip",
-        "cluster-announce-port", "cluster-announce-bus-port", "cluster-announce-hostname",
-        "cluster-port", "requirepass", "masterauth", "masteruser", "replicaof", "slaveof",
-        "daemonize", "supervised", "pidfile", "logfile", "unixsocket", "rename-command",
-        "include", "loadmodule", "enable-debug-command", "enable-module-command",
-        "protected-mode", "appendonly", "appenddirname", "aclfile", "tls-port",
-        "cluster-node-timeout",
-    }
-)  # fmt: skip
+IMAGE = re.compile(IMAGE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -92,16 +85,28 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
         replicas=_int(spec, "replicasPerShard", 1),
         node_timeout_ms=_int(spec, "nodeTimeoutMs", 5000),
     )
-    if cluster.replicas > 5:
-        raise SpecError(f"spec.replicasPerShard must be at most 5 (got {cluster.replicas})")
+    if cluster.replicas > MAX_REPLICAS:
+        raise SpecError(
+            f"spec.replicasPerShard must be at most {MAX_REPLICAS} (got {cluster.replicas})"
+        )
+    if cluster.shards > MAX_SHARDS:
+        raise SpecError(f"spec.shards must be at most {MAX_SHARDS} (got {cluster.shards})")
+    if cluster.node_timeout_ms > MAX_NODE_TIMEOUT_MS:
+        raise SpecError(
+            f"spec.nodeTimeoutMs must be at most {MAX_NODE_TIMEOUT_MS} "
+            f"(got {cluster.node_timeout_ms})"
+        )
     image = str(spec.get("image", DEFAULT_IMAGE))
-    if not IMAGE_PATTERN.match(image):
+    if not IMAGE.match(image):
         raise SpecError(
             f"spec.image {image!r} must be Redis 7.x (redis:7...) or Valkey 8/9 "
             "(valkey/valkey:8... or :9...)"
         )
     config = {str(k): str(v) for k, v in (spec.get("config") or {}).items()}
     forbidden = sorted(k for k in config if k.lower() in FORBIDDEN_CONFIG_KEYS)
+    multiline = sorted(k for k, v in config.items() if "\n" in v or "\r" in v)
+    if multiline:
+        raise SpecError(f"spec.config values must be a single line: {', '.join(multiline)}")
     if forbidden:
         raise SpecError(
             f"spec.config must not set keys the operator manages: {', '.join(forbidden)}"

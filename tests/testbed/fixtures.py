@@ -1,7 +1,8 @@
-"""A real Kubernetes control plane shared by the whole test session."""
+"""The Kubernetes test bed shared by the whole test session (registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -55,8 +56,16 @@ def control_plane(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
-    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    """A fresh namespace named after the test, deleted (without waiting) afterwards.
+
+    The name is `<prefix>-<test name, cut>-<hash>`; the prefix is `t`, or the test's
+    `namespace_prefix` marker (the operator serves only namespaces starting with `op-`).
+    """
+    marker = request.node.get_closest_marker("namespace_prefix")
+    prefix = marker.args[0] if marker else "t"
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
+    readable = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{prefix}-{readable}-{digest}"
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,488 @@
+"""The RedisCluster CustomResourceDefinition, as plain data: its one source of truth.
+
+    python -m redkube.kubernetes.resources > deploy/crd.yaml
+
+The apiserver itself fills in the defaults and refuses bad objects, through the OpenAPI schema
+and the CEL rules (`x-kubernetes-validations`) below, so a mistake is reported to whoever runs
+`kubectl apply`, not discovered later by the operator. Transition rules (those using `oldSelf`)
+refuse the changes the operator cannot carry out: fewer shards, adding or removing storage,
+another storage class.
+
+Defaults: `spec`, `placement`, `persistence` and `auth` default to `{}`, so an object with no
+spec at all reads back with every default filled in (`auth: {}` means "generate a Secret").
+`storage` has no default: absent means cache mode, data on an emptyDir.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+JSON = dict[str, Any]
+
+GROUP = "redkube.io"
+VERSION = "v1alpha1"
+KIND = "RedisCluster"
+PLURAL = "redisclusters"
+SINGULAR = "rediscluster"
+SHORT_NAME = "rdc"
+CATEGORY = "redkube"
+NAME = f"{PLURAL}.{GROUP}"
+
+DEFAULT_IMAGE = "valkey/valkey:9.1"
+DEFAULT_SHARDS = 3
+MAX_SHARDS = 100
+DEFAULT_REPLICAS = 1
+MAX_REPLICAS = 5
+DEFAULT_NODE_TIMEOUT_MS = 5000
+MIN_NODE_TIMEOUT_MS = 100  # redkube.model.specs.MIN_NODE_TIMEOUT_MS (a test keeps them equal)
+MAX_NODE_TIMEOUT_MS = 120_000
+DEFAULT_STORAGE_SIZE = "1Gi"
+DEFAULT_TOPOLOGY_KEY = "kubernetes.io/hostname"
+
+# Pods are named <name>-<shard>-<ordinal>; the same rule as redkube.model.specs.NAME_PATTERN.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+
+# An optional registry host (a dotted name or one with a port, or localhost) and `library/`, then
+# redis:7[.-]* or valkey/valkey:8|9[.-]*; no digests. RE2 syntax, no backslashes (a CEL string).
+# Stricter than redkube.kubernetes.clusters.IMAGE_PATTERN, which also takes `<anyone>/redis:7`.
+IMAGE_PATTERN = (
+    r"^(([a-z0-9-]+[.])+[a-z0-9-]+(:[0-9]+)?/|[a-z0-9-]+:[0-9]+/|localhost/)?(library/)?"
+    r"(redis:7([.-][0-9A-Za-z_.-]*)?|valkey/valkey:(8|9)([.-][0-9A-Za-z_.-]*)?)$"
+)
+IMAGE_MESSAGE = "image must be Redis 7.x (redis:7...) or Valkey 8/9 (valkey/valkey:8... or :9...)"
+
+# redis.conf keys the operator sets itself, or that would break or open up the server.
+FORBIDDEN_CONFIG_KEYS = (
+    "bind", "port", "dir", "cluster-enabled", "cluster-config-file", "cluster-announce-ip",
+    "cluster-announce-port", "cluster-announce-bus-port", "cluster-announce-hostname",
+    "cluster-port", "requirepass", "masterauth", "masteruser", "replicaof", "slaveof",
+    "daemonize", "supervised", "pidfile", "logfile", "unixsocket", "rename-command", "include",
+    "loadmodule", "enable-debug-command", "enable-module-command", "protected-mode",
+    "appendonly", "appenddirname", "aclfile", "tls-port", "cluster-node-timeout",
+)  # fmt: skip
+CONFIG_KEY_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9]{0,63}$"
+MAX_CONFIG_KEYS = 64
+MAX_CONFIG_VALUE = 1024
+
+# The pattern Kubernetes publishes for resource.Quantity (as in core/v1's OpenAPI).
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+# -- schema pieces -------------------------------------------------------------------------------
+
+
+def rule(
+    expression: str,
+    message: str,
+    *,
+    message_expression: str | None = None,
+    field_path: str | None = None,
+) -> JSON:
+    """One CEL rule; `message` is the fallback when `message_expression` cannot be evaluated."""
+    validation: JSON = {"rule": expression, "message": message}
+    if message_expression is not None:
+        validation["messageExpression"] = message_expression
+    if field_path is not None:
+        validation["fieldPath"] = field_path
+    return validation
+
+
+def string(description: str, *, max_length: int = 253, **extra: Any) -> JSON:
+    return {"type": "string", "description": description, "maxLength": max_length, **extra}
+
+
+def integer(description: str, **extra: Any) -> JSON:
+    return {"type": "integer", "description": description, **extra}
+
+
+def boolean(description: str, default: bool) -> JSON:
+    return {"type": "boolean", "description": description, "default": default}
+
+
+def enum(description: str, values: list[str], default: str | None = None) -> JSON:
+    schema: JSON = {"type": "string", "description": description, "enum": values}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def obj(description: str, properties: JSON, **extra: Any) -> JSON:
+    return {"type": "object", "description": description, "properties": properties, **extra}
+
+
+def with_rules(schema: JSON, *rules: JSON) -> JSON:
+    """`schema` with CEL rules, checked by the apiserver on every create and update."""
+    return {**schema, "x-kubernetes-validations": list(rules)}
+
+
+def quantity(description: str, **extra: Any) -> JSON:
+    """An int-or-string resource quantity, as `kubectl explain` shows core/v1's."""
+    return {
+        "description": description,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+        "x-kubernetes-int-or-string": True,
+        **extra,
+    }
+
+
+def cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
+
+
+# -- spec ----------------------------------------------------------------------------------------
+
+
+def resources_schema() -> JSON:
+    def quantities(description: str) -> JSON:
+        return {
+            "type": "object",
+            "description": description,
+            "maxProperties": 16,
+            "additionalProperties": quantity("A quantity, e.g. 500m or 2Gi."),
+        }
+
+    return obj(
+        "CPU and memory for each Redis container, as in a Pod's resources.",
+        {
+            "requests": quantities("Minimum resources, e.g. {cpu: 100m, memory: 256Mi}."),
+            "limits": quantities("Maximum resources, e.g. {memory: 1Gi}."),
+        },
+    )
+
+
+def storage_schema() -> JSON:
+    schema = obj(
+        "A PersistentVolumeClaim per node. Absent: cache mode, data on an emptyDir that is lost"
+        " with the Pod. Cannot be added or removed after creation.",
+        {
+            "size": quantity(
+                "Size of each node's volume, e.g. 10Gi.", default=DEFAULT_STORAGE_SIZE
+            ),
+            "storageClassName": string(
+                "StorageClass of the volumes; absent: the cluster's default class. Immutable.",
+                pattern=DNS_SUBDOMAIN_PATTERN,
+            ),
+        },
+    )
+    return with_rules(
+        schema,
+        rule(
+            "has(self.storageClassName) == has(oldSelf.storageClassName)"
+            " && (!has(self.storageClassName)"
+            " || self.storageClassName == oldSelf.storageClassName)",
+            "storageClassName cannot be changed; create a new RedisCluster",
+            field_path=".storageClassName",
+        ),
+    )
+
+
+def config_schema() -> JSON:
+    forbidden = cel_list(FORBIDDEN_CONFIG_KEYS)
+    first_forbidden = f"self.filter(k, k.lowerAscii() in {forbidden})[0]"
+    # A line break in a value would smuggle any directive into redis.conf.
+    value = with_rules(
+        string(
+            "The value, as it would follow the key in redis.conf; a single line.",
+            max_length=MAX_CONFIG_VALUE,
+        ),
+        rule(
+            "!self.contains('\\n') && !self.contains('\\r')",
+            "config values must be a single line",
+        ),
+    )
+    schema = {
+        "type": "object",
+        "description": "Extra redis.conf settings, e.g. {maxmemory-policy: allkeys-lru}. Keys the"
+        " operator manages or that are unsafe are refused: " + ", ".join(FORBIDDEN_CONFIG_KEYS),
+        "maxProperties": MAX_CONFIG_KEYS,
+        "additionalProperties": value,
+    }
+    return with_rules(
+        schema,
+        rule(
+            f"self.all(k, k.matches('{CONFIG_KEY_PATTERN}'))",
+            "config keys must be redis.conf directive names: letters, digits and '-',"
+            " at most 64 characters",
+        ),
+        rule(
+            f"self.all(k, !(k.lowerAscii() in {forbidden}))",
+            "config must not set keys the operator manages or that are unsafe (bind, port,"
+            " dir, cluster-*, requirepass, masterauth, replicaof, rename-command,"
+            " loadmodule, appendonly, ...)",
+            # Names the first offending key; a list of them all (filter + join) is refused
+            # by the apiserver as too expensive, since map keys have no length bound.
+            message_expression=f"'config must not set ' + {first_forbidden}"
+            " + ': the operator manages it, or it is unsafe (for cluster-node-timeout use"
+            " spec.nodeTimeoutMs, for appendonly spec.persistence.aof)'",
+        ),
+    )
+
+
+def placement_schema() -> JSON:
+    return obj(
+        "How Pods are spread over the cluster's nodes and zones.",
+        {
+            "topologyKey": string(
+                "Node label whose values are the failure domains a shard's Pods are kept apart on.",
+                max_length=316,
+                default=DEFAULT_TOPOLOGY_KEY,
+            ),
+            "antiAffinity": enum(
+                "required: never put two Pods of one shard in the same domain (Pods stay Pending"
+                " when there are too few domains); preferred: avoid it when possible.",
+                ["required", "preferred"],
+                "preferred",
+            ),
+            "zoneSpread": boolean(
+                "Also spread each shard's Pods over topology.kubernetes.io/zone.", True
+            ),
+        },
+        default={},
+    )
+
+
+def spec_schema() -> JSON:
+    schema = obj(
+        "The Redis Cluster wanted: shards x (1 master + replicasPerShard replicas).",
+        {
+            "shards": integer(
+                "Number of shards (masters); the 16384 slots are split evenly among them."
+                " Cannot decrease yet.",
+                default=DEFAULT_SHARDS,
+                minimum=1,
+                maximum=MAX_SHARDS,
+            ),
+            "replicasPerShard": integer(
+                "Replicas of each shard's master; 0 means no failover.",
+                default=DEFAULT_REPLICAS,
+                minimum=0,
+                maximum=MAX_REPLICAS,
+            ),
+            "image": with_rules(
+                string(
+                    "Server image: Redis 7.x (redis:7...) or Valkey 8/9 (valkey/valkey:8... or"
+                    " :9...), optionally from another registry.",
+                    max_length=512,
+                    default=DEFAULT_IMAGE,
+                ),
+                rule(f"self.matches('{IMAGE_PATTERN}')", IMAGE_MESSAGE),
+            ),
+            "resources": resources_schema(),
+            "storage": storage_schema(),
+            "persistence": obj(
+                "How data is made durable on the node's volume.",
+                {
+                    "aof": boolean(
+                        "Append-only file on (appendonly yes), besides RDB snapshots.", True
+                    )
+                },
+                default={},
+            ),
+            "auth": obj(
+                "The password every node requires (requirepass and masterauth).",
+                {
+                    "secretName": string(
+                        "A Secret in this namespace whose key `password` holds the password;"
+                        " absent: the operator generates the Secret <name>-auth.",
+                        pattern=DNS_SUBDOMAIN_PATTERN,
+                    )
+                },
+                default={},
+            ),
+            "config": config_schema(),
+            "nodeTimeoutMs": integer(
+                "cluster-node-timeout in milliseconds: how long a node may be unreachable before"
+                " it is considered failed.",
+                default=DEFAULT_NODE_TIMEOUT_MS,
+                minimum=MIN_NODE_TIMEOUT_MS,
+                maximum=MAX_NODE_TIMEOUT_MS,
+            ),
+            "placement": placement_schema(),
+            "pvcRetention": enum(
+                "What happens to the volumes when the RedisCluster is deleted.",
+                ["Retain", "Delete"],
+                "Retain",
+            ),
+        },
+        default={},
+    )
+    # Transition rules: checked on updates only, when the field is in both old and new object.
+    # The has() guards are needed because the apiserver also checks the rules against `default`.
+    return with_rules(
+        schema,
+        rule(
+            "!has(self.shards) || !has(oldSelf.shards) || self.shards >= oldSelf.shards",
+            "scaling in shards is not supported yet: shards cannot decrease",
+            message_expression="'scaling in shards is not supported yet: shards cannot"
+            " decrease (was %d)'.format([oldSelf.shards])",
+            field_path=".shards",
+        ),
+        rule(
+            "has(self.storage) == has(oldSelf.storage)",
+            "storage cannot be added or removed after creation; create a new RedisCluster",
+            field_path=".storage",
+        ),
+    )
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def condition_schema() -> JSON:
+    """A metav1.Condition, as controller-gen publishes it."""
+    return obj(
+        "One aspect of the cluster's state.",
+        {
+            "type": string("Condition type in CamelCase, e.g. Ready.", max_length=316),
+            "status": enum("True, False or Unknown.", ["True", "False", "Unknown"]),
+            "reason": string(
+                "Why, in CamelCase.",
+                max_length=1024,
+                pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+            ),
+            "message": string("Why, for humans.", max_length=32768),
+            "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When status last changed.",
+            },
+            "observedGeneration": integer(
+                "metadata.generation this condition was computed from.", format="int64", minimum=0
+            ),
+        },
+        required=["type", "status", "lastTransitionTime", "reason", "message"],
+    )
+
+
+def shard_status_schema() -> JSON:
+    return obj(
+        "One shard as last observed.",
+        {
+            "index": integer("Shard number, from 0.", minimum=0),
+            "master": string("Pod that is the shard's master."),
+            "replicas": {
+                "type": "array",
+                "description": "Pods replicating the master.",
+                "items": string("Pod name."),
+            },
+            "slots": string("Slot ranges the master serves, e.g. 0-5460.", max_length=4096),
+        },
+        required=["index"],
+    )
+
+
+def status_schema() -> JSON:
+    return obj(
+        "What the operator last observed; written only by the operator.",
+        {
+            "phase": string(
+                "Pending, Bootstrapping, Ready, Healing, Stopped, or Failed (the spec cannot be"
+                " built).",
+                max_length=64,
+            ),
+            "readyNodes": string("Ready nodes out of wanted, e.g. 6/6.", max_length=32),
+            "observedGeneration": integer(
+                "metadata.generation the status describes.", format="int64"
+            ),
+            "conditions": {
+                "type": "array",
+                "description": "Conditions, one per type.",
+                "items": condition_schema(),
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            "shards": {
+                "type": "array",
+                "description": "Each shard's master, replicas and slots.",
+                "items": shard_status_schema(),
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["index"],
+            },
+            "message": string("The latest problem or action, for humans.", max_length=32768),
+        },
+    )
+
+
+# -- the resource --------------------------------------------------------------------------------
+
+
+def root_schema() -> JSON:
+    schema = obj(
+        "A Redis Cluster (Redis 7.x or Valkey 8/9) run by the redkube operator.",
+        {
+            "apiVersion": {"type": "string", "description": "API version."},
+            "kind": {"type": "string", "description": "RedisCluster."},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+    )
+    # Only the root may look at metadata (name and generateName); no fieldPath allowed there.
+    return with_rules(
+        schema,
+        rule(
+            f"self.metadata.name.matches('{NAME_PATTERN}')",
+            "metadata.name must be 1-40 lowercase letters, digits or '-', starting with a letter"
+            " (Pods are named <name>-<shard>-<ordinal>)",
+        ),
+    )
+
+
+def printer_columns() -> list[JSON]:
+    return [
+        {"name": "Shards", "type": "integer", "jsonPath": ".spec.shards"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicasPerShard"},
+        {"name": "Ready", "type": "string", "jsonPath": ".status.readyNodes"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def custom_resource_definition() -> JSON:
+    """The CustomResourceDefinition `redisclusters.redkube.io`."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": NAME},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": [SHORT_NAME],
+                "categories": [CATEGORY],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns(),
+                    "schema": {"openAPIV3Schema": root_schema()},
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    """The CRD as YAML (JSON is YAML), as `deploy/crd.yaml` holds it."""
+    header = (
+        "# Generated by `python -m redkube.kubernetes.resources > deploy/crd.yaml`; do not edit.\n"
+    )
+    return header + json.dumps(custom_resource_definition(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(crd_yaml())

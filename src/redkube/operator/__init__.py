@@ -1,0 +1,1 @@
+"""The redkube operator: kopf handlers that run the reconcile loop for each RedisCluster."""

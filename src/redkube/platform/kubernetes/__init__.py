@@ -1,0 +1,1 @@
+"""The Kubernetes platform: a RedisCluster's Pods as the loop's members."""

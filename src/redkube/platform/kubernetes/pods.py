@@ -1,0 +1,121 @@
+"""The Kubernetes platform: members are the Pods of a RedisCluster's StatefulSets.
+
+A watch keeps a cache of the cluster's Pods (and the zones of their Nodes), so `members()` is
+current and a Pod's death wakes the loop at once (`wait_for_change`). Starting members is the
+kubelet's and the StatefulSet controller's job here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from redkube.model.addresses import Address
+from redkube.model.members import FailureDomain, Member, MemberState, member_name
+from redkube.model.specs import ClusterSpec
+from redkube.platform.kubernetes.api import JSON, KubernetesApi, KubernetesError
+
+REDIS_PORT = 6379
+ZONE_LABEL = "topology.kubernetes.io/zone"
+RETRY_S = 1.0
+UNKNOWN = "unknown"
+
+
+def pod_state(pod: JSON) -> MemberState:
+    """RUNNING when the server container runs and the Pod has an IP; BACKOFF in a crash loop."""
+    status = pod.get("status") or {}
+    if not status.get("podIP"):
+        return MemberState.STOPPED
+    containers = status.get("containerStatuses") or []
+    if not containers:
+        return MemberState.STOPPED
+    state = containers[0].get("state") or {}
+    if "running" in state:
+        return MemberState.RUNNING
+    if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+        return MemberState.BACKOFF
+    return MemberState.STOPPED
+
+
+class KubernetesPlatform:
+    def __init__(self, api: KubernetesApi, namespace: str, spec: ClusterSpec) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.spec = spec
+        self._pods: dict[str, JSON] = {}
+        self._zones: dict[str, str] = {}
+        self._changed = asyncio.Event()
+        self.synced = asyncio.Event()
+
+    # --- the Platform protocol ----------------------------------------------------------------
+
+    def members(self) -> Sequence[Member]:
+        found = []
+        for shard in range(self.spec.shards):
+            for ordinal in range(self.spec.members_per_shard):
+                name = member_name(self.spec.name, shard, ordinal)
+                pod = self._pods.get(name)
+                if pod is None:
+                    found.append(
+                        Member(name, shard, ordinal, None, FailureDomain(UNKNOWN, UNKNOWN),
+                               MemberState.STOPPED)
+                    )  # fmt: skip
+                    continue
+                ip = (pod.get("status") or {}).get("podIP")
+                node = pod["spec"].get("nodeName") or UNKNOWN
+                domain = FailureDomain(node, self._zones.get(node, UNKNOWN))
+                address = Address(ip, REDIS_PORT) if ip else None
+                found.append(Member(name, shard, ordinal, address, domain, pod_state(pod)))
+        return found
+
+    async def start(self, names: Sequence[str]) -> None:
+        """The kubelet restarts containers and the StatefulSet controller recreates Pods;
+        wait (briefly) for them to do it."""
+        await self.wait_for_change(1.0)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    # --- the watch ----------------------------------------------------------------------------
+
+    async def _zone(self, node: str) -> None:
+        if not node or node in self._zones:
+            return
+        try:
+            found = await self.api.get(f"/api/v1/nodes/{node}")
+        except KubernetesError:
+            return
+        self._zones[node] = (found["metadata"].get("labels") or {}).get(ZONE_LABEL, UNKNOWN)
+
+    async def _update(self, kind: str, pod: JSON) -> None:
+        name = pod["metadata"]["name"]
+        if kind == "DELETED":
+            self._pods.pop(name, None)
+        else:
+            self._pods[name] = pod
+            await self._zone(pod["spec"].get("nodeName", ""))
+        self._changed.set()
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """List and watch the cluster's Pods until `stop` is set."""
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        params = {"labelSelector": f"redkube.io/cluster={self.spec.name}"}
+        while not stop.is_set():
+            try:
+                listing = await self.api.get(path, params)
+                self._pods = {}
+                for pod in listing.get("items") or []:
+                    await self._update("ADDED", pod)
+                self.synced.set()
+                self._changed.set()
+                version = listing["metadata"]["resourceVersion"]
+                async for kind, obj in self.api.watch(path, version, params):
+                    if kind == "ERROR":
+                        break
+                    if kind != "BOOKMARK":
+                        await self._update(kind, obj)
+            except KubernetesError:
+                await asyncio.sleep(RETRY_S)
