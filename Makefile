@@ -46,6 +46,8 @@ testbed-down: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bootstrap.py
 	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/testbed.py
+	$(BIN)/python bench/rediscluster_operator.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

@@ -2,7 +2,8 @@
 and the operator's memory (RSS) while it manages 10 clusters.
 
 No other Redis operator runs on this machine (the test bed has no container runtime for their
-images), so the figures are printed as they are. Run: python bench/operator.py [--runs 3]
+images), so the figures are printed as they are.
+Run: python bench/rediscluster_operator.py [--runs 3]
 """
 
 from __future__ import annotations
