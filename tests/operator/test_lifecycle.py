@@ -1,0 +1,171 @@
+"""The operator's lifecycle on the test bed: rendered objects pass the apiserver's schemas, two
+clusters in two namespaces at once, deletion (owned objects go, PVCs per pvcRetention), and a
+new operator finishing a bootstrap the previous one was killed in."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from redkube.testbed import ControlPlane
+from tests.operator.conftest import CRD
+from tests.testbed.kube import JSON, apply, eventually, get, redis_cli
+
+CLUSTER = """\
+apiVersion: redkube.io/v1alpha1
+kind: RedisCluster
+metadata: {name: %(name)s}
+spec:
+  shards: %(shards)d
+  replicasPerShard: 1
+  image: "valkey/valkey:9.1"
+  storage: {size: 1Gi}
+  pvcRetention: %(retention)s
+"""
+OWNED = ("statefulsets", "services", "configmaps", "poddisruptionbudgets", "secrets")
+
+
+def manifest(name: str, retention: str = "Retain", shards: int = 3) -> str:
+    return CLUSTER % {"name": name, "retention": retention, "shards": shards}
+
+
+def phase(cp: ControlPlane, namespace: str, name: str) -> str:
+    found = get(cp, namespace, "rediscluster", name).get("status") or {}
+    return str(found.get("phase", ""))
+
+
+def names(cp: ControlPlane, namespace: str, kind: str, cluster: str) -> list[str]:
+    items = get(cp, namespace, kind, "-l", f"redkube.io/cluster={cluster}")["items"]
+    return sorted(i["metadata"]["name"] for i in items)
+
+
+def test_rendered_objects_pass_the_apiservers_schemas(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "cluster.yaml"
+    source.write_text(manifest("render", "Delete").replace("metadata: {name: render}",
+                      f"metadata: {{name: render, namespace: {namespace}}}"))  # fmt: skip
+    rendered = subprocess.run(
+        [sys.executable, "-m", "redkube", "render", "-f", str(source)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered
+    )
+    created = done.stdout.strip().splitlines()
+    assert len(created) == 1 + 1 + 2 + 3 * 2, done.stdout  # Secret, ConfigMap, 2 Services, 3x2
+    assert all("(server dry run)" in line for line in created), done.stdout
+    # The operator's own manifests: its namespace must exist for a dry run of what goes in it.
+    control_plane.kubectl("create", "namespace", "redkube-system", check=False)
+    for path in (CRD, Path(__file__).resolve().parents[2] / "deploy" / "operator.yaml"):
+        done = control_plane.kubectl(
+            "apply", "--dry-run=server", "--validate=strict", "-f", str(path)
+        )
+        assert "(server dry run)" in done.stdout
+
+
+@pytest.mark.namespace_prefix("op")
+def test_two_namespaces_at_once_then_deletion_follows_pvc_retention(
+    control_plane: ControlPlane, operator: Path, namespace: str
+) -> None:
+    cp = control_plane
+    other = namespace + "-b"
+    cp.kubectl("create", "namespace", other)
+    try:
+        apply(cp, namespace, manifest("keep", "Retain", shards=2))
+        apply(cp, other, manifest("drop", "Delete", shards=2))
+        eventually(
+            lambda: phase(cp, namespace, "keep") == "Ready" and phase(cp, other, "drop") == "Ready",
+            "both RedisClusters are Ready",
+            180,
+        )
+        for ns, name in ((namespace, "keep"), (other, "drop")):
+            pods = get(cp, ns, "pods", "-l", f"redkube.io/cluster={name}")["items"]
+            ips = [p["status"]["podIP"] for p in pods]
+            assert len(ips) == 4
+            pw_secret = get(cp, ns, "secret", f"{name}-auth")
+            assert pw_secret["metadata"]["ownerReferences"][0]["name"] == name
+        assert len(names(cp, namespace, "pvc", "keep")) == 4
+        assert len(names(cp, other, "pvc", "drop")) == 4
+
+        cp.kubectl("delete", "rediscluster", "-n", namespace, "keep", timeout=120)
+        cp.kubectl("delete", "rediscluster", "-n", other, "drop", timeout=120)
+
+        def owned_gone() -> bool:
+            return not any(
+                names(cp, ns, kind, name)
+                for ns, name in ((namespace, "keep"), (other, "drop"))
+                for kind in (*OWNED, "pods")
+            )
+
+        eventually(owned_gone, "the garbage collector removes every owned object and Pod", 180)
+        eventually(lambda: not names(cp, other, "pvc", "drop"), "pvcRetention Delete: PVCs go")
+        assert len(names(cp, namespace, "pvc", "keep")) == 4  # pvcRetention Retain: data stays
+    finally:
+        cp.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def _start_operator(cp: ControlPlane, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "redkube.operator", f"--kubeconfig={cp.kubeconfig}",
+             "--namespace=kill-*"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+
+@pytest.mark.namespace_prefix("kill")
+def test_a_new_operator_finishes_a_bootstrap_without_recreating_anything(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    cp = control_plane
+    cp.kubectl("apply", "-f", str(CRD))
+    log = tmp_path / "operator.log"
+    first = _start_operator(cp, log)
+    try:
+        apply(cp, namespace, manifest("resume"))
+
+        def loop_acted() -> bool:
+            events = get(cp, namespace, "events", "--field-selector=involvedObject.name=resume")
+            return any(e["reason"] == "Reconciling" for e in events["items"])
+
+        eventually(loop_acted, "the first operator's loop takes a step", 120)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    before: dict[str, JSON] = {
+        p["metadata"]["name"]: p
+        for p in get(cp, namespace, "pods", "-l", "redkube.io/cluster=resume")["items"]
+    }
+    password = get(cp, namespace, "secret", "resume-auth")["data"]["password"]
+
+    second = _start_operator(cp, log)
+    try:
+        eventually(
+            lambda: phase(cp, namespace, "resume") == "Ready", "the new operator finishes", 180
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    after = {
+        p["metadata"]["name"]: p
+        for p in get(cp, namespace, "pods", "-l", "redkube.io/cluster=resume")["items"]
+    }
+    # Nothing was recreated: same Pods (uids), same Secret (password), every node still running.
+    assert {n: p["metadata"]["uid"] for n, p in before.items()} == {
+        n: p["metadata"]["uid"] for n, p in after.items() if n in before
+    }
+    assert get(cp, namespace, "secret", "resume-auth")["data"]["password"] == password
+    pw = base64.b64decode(password).decode()
+    for pod in after.values():
+        assert redis_cli(pod["status"]["podIP"], pw, "cluster", "info").startswith(
+            "cluster_state:ok"
+        )
+    cp.kubectl("delete", "rediscluster", "-n", namespace, "resume", "--wait=false")
