@@ -72,8 +72,10 @@ def _condition(kind: str, value: bool, reason: str, message: str) -> JSON:
 
 
 async def _patch_status(namespace: str, name: str, status: JSON) -> None:
-    with contextlib.suppress(KubernetesError):
+    try:
         await api().merge_patch(cluster_path(namespace, name) + "/status", {"status": status})
+    except KubernetesError as error:  # e.g. deleted meanwhile; never silent
+        log.warning("%s/%s: status not written: %s", namespace, name, error)
 
 
 async def _password(cluster: RedisCluster) -> str:
