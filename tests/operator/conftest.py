@@ -19,6 +19,17 @@ NAMESPACES = "op-*"
 """The operator serves these only (a kopf glob): other tests' RedisClusters stay untouched."""
 
 
+def start_operator(cp: ControlPlane, log: Path, namespaces: str) -> subprocess.Popen[bytes]:
+    """`python -m redkube.operator` for the namespaces matching `namespaces` (a kopf glob)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "redkube.operator", f"--kubeconfig={cp.kubeconfig}",
+             f"--namespace={namespaces}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
@@ -29,13 +40,7 @@ def operator(
         "wait", "--for=condition=Established", "crd/redisclusters.redkube.io", "--timeout=60s"
     )
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "redkube.operator", f"--kubeconfig={control_plane.kubeconfig}",
-             f"--namespace={NAMESPACES}"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+    process = start_operator(control_plane, log, NAMESPACES)
     try:
         yield log
     finally:

@@ -5,7 +5,6 @@ new operator finishing a bootstrap the previous one was killed in."""
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from redkube.testbed import ControlPlane
-from tests.operator.conftest import CRD
+from tests.operator.conftest import CRD, start_operator
 from tests.testbed.kube import JSON, apply, eventually, get, redis_cli
 
 CLUSTER = """\
@@ -111,16 +110,6 @@ def test_two_namespaces_at_once_then_deletion_follows_pvc_retention(
         cp.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
 
-def _start_operator(cp: ControlPlane, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "redkube.operator", f"--kubeconfig={cp.kubeconfig}",
-             "--namespace=kill-*"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-
-
 @pytest.mark.namespace_prefix("kill")
 def test_a_new_operator_finishes_a_bootstrap_without_recreating_anything(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
@@ -128,7 +117,7 @@ def test_a_new_operator_finishes_a_bootstrap_without_recreating_anything(
     cp = control_plane
     cp.kubectl("apply", "-f", str(CRD))
     log = tmp_path / "operator.log"
-    first = _start_operator(cp, log)
+    first = start_operator(cp, log, "kill-*")
     try:
         apply(cp, namespace, manifest("resume"))
 
@@ -146,7 +135,7 @@ def test_a_new_operator_finishes_a_bootstrap_without_recreating_anything(
     }
     password = get(cp, namespace, "secret", "resume-auth")["data"]["password"]
 
-    second = _start_operator(cp, log)
+    second = start_operator(cp, log, "kill-*")
     try:
         eventually(
             lambda: phase(cp, namespace, "resume") == "Ready", "the new operator finishes", 180

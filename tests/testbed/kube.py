@@ -6,19 +6,24 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from redkube.testbed import ControlPlane
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    """Poll `check` (bounded) until it holds; fail naming `what`."""
+def eventually(check: Callable[[], T], what: str, timeout: float = 90, interval: float = 0.3) -> T:
+    """Poll `check` (bounded) until it returns something truthy, and return that; fail naming
+    `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        value = check()
+        if value:
+            return value
         assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(0.3)
+        time.sleep(interval)
 
 
 def apply(cp: ControlPlane, namespace: str, manifest: str) -> None:

@@ -6,7 +6,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from redkube.testbed import ControlPlane, ControlPlaneError
 from redkube.testbed.processes import pid_alive
 from tests.testbed.fixtures import pod_network
+from tests.testbed.kube import eventually as poll_until
 
 KUBE_VERSION = "v1.36.3"
 
@@ -50,11 +51,7 @@ spec:
 """
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(0.5)
+eventually = partial(poll_until, timeout=60, interval=0.5)
 
 
 def test_server_version(control_plane: ControlPlane) -> None:

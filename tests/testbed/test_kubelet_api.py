@@ -22,8 +22,9 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,7 @@ from redkube.testbed.websockets import (
     new_key,
     parse_close,
 )
+from tests.testbed.kube import eventually as poll_until
 
 NAMESPACE = "kubelet-api-test"
 NODE = "kubelet-api-test"
@@ -104,11 +106,7 @@ class FakeRuntime:
 # --- objects in the API ------------------------------------------------------------------------
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(0.1)
+eventually = partial(poll_until, timeout=TIMEOUT, interval=0.1)
 
 
 def register_node(api: ApiClient, name: str, port: int) -> None:

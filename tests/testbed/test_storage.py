@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,13 +19,14 @@ import pytest
 
 from redkube.testbed import ControlPlane
 from redkube.testbed import provisioner as provisioner_module
-from redkube.testbed.apiclient import JSON, ApiClient, ApiError
+from redkube.testbed.apiclient import JSON, ApiClient, ApiError, timestamp
 from redkube.testbed.provisioner import (
     OWNER_ANNOTATION,
     PROVISIONER,
     STORAGE_CLASS,
     Provisioner,
 )
+from tests.testbed.kube import eventually as poll_until
 
 NODE = "storage-test-node"
 NAMESPACE = "storage-test"
@@ -39,19 +40,7 @@ WAIT = 60.0
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], what: str, timeout: float = WAIT) -> T:
-    """Poll `check` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(0.25)
-
-
-def _now(micro: bool = False) -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+eventually = partial(poll_until, timeout=WAIT, interval=0.25)
 
 
 def _get(api: ApiClient, path: str) -> JSON | None:
@@ -91,7 +80,7 @@ def _heartbeat(api: ApiClient) -> None:
     """What a kubelet does: renew the node's Lease and post a Ready status."""
     lease = f"{LEASES}/{NODE}"
     try:
-        api.patch(lease, {"spec": {"renewTime": _now(micro=True)}})
+        api.patch(lease, {"spec": {"renewTime": timestamp(micro=True)}})
     except ApiError as error:
         if not error.not_found:
             raise
@@ -104,7 +93,7 @@ def _heartbeat(api: ApiClient) -> None:
                 "spec": {
                     "holderIdentity": NODE,
                     "leaseDurationSeconds": 40,
-                    "renewTime": _now(micro=True),
+                    "renewTime": timestamp(micro=True),
                 },
             },
         )
@@ -114,8 +103,8 @@ def _heartbeat(api: ApiClient) -> None:
         "status": "True",
         "reason": "KubeletReady",
         "message": "storage test node (no kubelet)",
-        "lastHeartbeatTime": _now(),
-        "lastTransitionTime": _now(),
+        "lastHeartbeatTime": timestamp(),
+        "lastTransitionTime": timestamp(),
     }
     api.patch(
         f"/api/v1/nodes/{NODE}/status",

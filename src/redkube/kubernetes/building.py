@@ -25,6 +25,7 @@ REDIS_PORT = 6379
 BUS_PORT = 16379
 SERVER_USER = 999
 GRACE_SECONDS = 30
+ZONE_LABEL = "topology.kubernetes.io/zone"
 PASSWORD_KEY = "password"
 CONFIG_DIR = "/etc/redkube"
 RUN_DIR = "/run/redkube"
@@ -281,7 +282,7 @@ def _pod_spec(cluster: RedisCluster, shard: int) -> JSON:
         spec["topologySpreadConstraints"] = [
             {
                 "maxSkew": 1,
-                "topologyKey": "topology.kubernetes.io/zone",
+                "topologyKey": ZONE_LABEL,
                 "whenUnsatisfiable": "ScheduleAnyway",
                 "labelSelector": {"matchLabels": selector(cluster, shard)},
             }

@@ -16,6 +16,7 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ JSON = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30.0
+
+
+def timestamp(micro: bool = False) -> str:
+    """Now, in the API's time formats (RFC 3339 seconds, or MicroTime for Leases)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApiError(RuntimeError):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import UTC, datetime
 
-from redkube.testbed.apiclient import JSON, ApiClient, ApiError
+from redkube.testbed.apiclient import JSON, ApiClient, ApiError, timestamp
 
 log = logging.getLogger("redkube.testbed.events")
 
@@ -16,7 +15,7 @@ def record(
 ) -> None:
     """Post one Event about `pod`; a failure is logged, never raised (events are best effort)."""
     meta = pod["metadata"]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = timestamp()
     event = {
         "apiVersion": "v1",
         "kind": "Event",

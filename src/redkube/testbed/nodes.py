@@ -10,23 +10,14 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from redkube.testbed.apiclient import JSON, ApiClient, ApiError
+from redkube.testbed.apiclient import JSON, ApiClient, ApiError, timestamp
 
 KUBELET_PORT = 10250
 LEASE_SECONDS = 40
 ZONES = ("zone-a", "zone-b", "zone-c")
 CAPACITY = {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "20Gi"}
 KUBELET_VERSION = "v1.36.3"
-
-
-def micro_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def second_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class AddressPool:
@@ -86,7 +77,7 @@ class TestbedNode:
         }
 
     def status(self) -> JSON:
-        stamp = second_now()
+        stamp = timestamp()
 
         def condition(kind: str, value: str, reason: str, message: str) -> JSON:
             return {
@@ -142,7 +133,7 @@ class TestbedNode:
         spec = {
             "holderIdentity": self.name,
             "leaseDurationSeconds": LEASE_SECONDS,
-            "renewTime": micro_now(),
+            "renewTime": timestamp(micro=True),
         }
         try:
             api.patch(path, {"spec": spec})

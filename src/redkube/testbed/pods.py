@@ -17,12 +17,11 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from redkube.testbed import events
-from redkube.testbed.apiclient import JSON, ApiClient, ApiError
+from redkube.testbed.apiclient import JSON, ApiClient, ApiError, timestamp
 from redkube.testbed.environments import ConfigError, container_env, expand, fetcher
 from redkube.testbed.images import Image, ImageError, resolve
 from redkube.testbed.probes import ProbeTracker, run_probe
@@ -35,10 +34,6 @@ TICK = 0.2
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 DEFAULT_GRACE = 30
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -102,7 +97,7 @@ class PodWorker:
         spec = pod["spec"]
         self.inits = [ContainerRun(c, init=True) for c in spec.get("initContainers") or []]
         self.mains = [ContainerRun(c, init=False) for c in spec.get("containers") or []]
-        self.started_at = now_iso()
+        self.started_at = timestamp()
         self.published: JSON | None = None
         self.finished = threading.Event()
         self._lock = threading.Lock()
@@ -220,20 +215,15 @@ class PodWorker:
             "exitCode": exit_code,
             "reason": "Completed" if exit_code == 0 else "Error",
             "startedAt": started_at,
-            "finishedAt": now_iso(),
+            "finishedAt": timestamp(),
             "containerID": self._container_id(run),
         }
-        run.ready = run.started = False
         if run.init and exit_code == 0:
+            run.ready = run.started = False
             run.succeeded = True
             run.state = {"terminated": terminated}
             return
-        if self._restart_allowed(run, exit_code):
-            run.last_state = {"terminated": terminated}
-            run.back_off(now)
-            run.state = {
-                "waiting": {"reason": "CrashLoopBackOff", "message": self._backoff_message(run)}
-            }
+        if self._record_exit(run, terminated, now):
             self._event(run, "BackOff", "Back-off restarting failed container", warning=True)
             log.info(
                 "pod %s/%s: container %s exited with %d; restart in %gs",
@@ -244,7 +234,6 @@ class PodWorker:
                 run.backoff,
             )
         else:
-            run.state = {"terminated": terminated}
             log.info(
                 "pod %s/%s: container %s exited with %d",
                 self.namespace,
@@ -252,6 +241,20 @@ class PodWorker:
                 run.name,
                 exit_code,
             )
+
+    def _record_exit(self, run: ContainerRun, terminated: JSON, now: float) -> bool:
+        """A finished run: a crash-loop back-off when the policy restarts it (returns True),
+        else its final terminated state."""
+        run.ready = run.started = False
+        if not self._restart_allowed(run, int(terminated["exitCode"])):
+            run.state = {"terminated": terminated}
+            return False
+        run.last_state = {"terminated": terminated}
+        run.back_off(now)
+        run.state = {
+            "waiting": {"reason": "CrashLoopBackOff", "message": self._backoff_message(run)}
+        }
+        return True
 
     def _event(self, run: ContainerRun, reason: str, message: str, warning: bool = False) -> None:
         kind = "initContainers" if run.init else "containers"
@@ -324,7 +327,7 @@ class PodWorker:
                 start_new_session=True,
             )
         run.env = env
-        run.state = {"running": {"startedAt": now_iso()}}
+        run.state = {"running": {"startedAt": timestamp()}}
         self._event(run, "Started", f"Started container {run.name}")
         started = time.monotonic()
         run.startup = self._tracker(spec.get("startupProbe"), started, passing=False)
@@ -358,7 +361,7 @@ class PodWorker:
         return ProbeTracker(probe, started, passing=passing)
 
     def _reap_start_error(self, run: ContainerRun, message: str, now: float) -> None:
-        stamp = now_iso()
+        stamp = timestamp()
         terminated = {
             "exitCode": 128,
             "reason": "StartError",
@@ -367,15 +370,7 @@ class PodWorker:
             "finishedAt": stamp,
             "containerID": self._container_id(run),
         }
-        run.ready = run.started = False
-        if self._restart_allowed(run, 128):
-            run.last_state = {"terminated": terminated}
-            run.back_off(now)
-            run.state = {
-                "waiting": {"reason": "CrashLoopBackOff", "message": self._backoff_message(run)}
-            }
-        else:
-            run.state = {"terminated": terminated}
+        self._record_exit(run, terminated, now)
         self._event(run, "Failed", f"Error: {message}", warning=True)
 
     @staticmethod
@@ -549,7 +544,7 @@ class PodWorker:
         for kind, value in values.items():
             text = "True" if value else "False"
             old = previous.pop(kind, None)
-            stamp = old["lastTransitionTime"] if old and old.get("status") == text else now_iso()
+            stamp = old["lastTransitionTime"] if old and old.get("status") == text else timestamp()
             condition = {"type": kind, "status": text, "lastTransitionTime": stamp}
             if kind in ("Ready", "ContainersReady") and not value:
                 waiting = [r.name for r in self.mains if not (r.ready and r.running)]

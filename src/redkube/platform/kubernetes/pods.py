@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+from redkube.kubernetes.building import REDIS_PORT, ZONE_LABEL
 from redkube.model.addresses import Address
 from redkube.model.members import FailureDomain, Member, MemberState, member_name
 from redkube.model.specs import ClusterSpec
 from redkube.platform.kubernetes.api import JSON, KubernetesApi, KubernetesError
 
-REDIS_PORT = 6379
-ZONE_LABEL = "topology.kubernetes.io/zone"
 RETRY_S = 1.0
 UNKNOWN = "unknown"
 
