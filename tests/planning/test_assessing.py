@@ -168,3 +168,35 @@ def test_a_down_member_is_not_reported_as_stale(how: str) -> None:
     problems = problems_of(cluster)
     assert any("demo-1-1" in p for p in problems)
     assert not any("stale" in p for p in problems), problems
+
+
+def test_shard_summaries_name_each_master_its_replicas_and_slots() -> None:
+    cluster = Cluster.healthy(3, 2)
+    shards = assess(cluster.spec(), cluster.observe()).shards
+    assert [s.index for s in shards] == [0, 1, 2]
+    assert [s.slots for s in shards] == ["0-5460", "5461-10922", "10923-16383"]
+    for summary in shards:
+        assert summary.master == f"demo-{summary.index}-0"
+        assert summary.replicas == (f"demo-{summary.index}-1", f"demo-{summary.index}-2")
+
+
+def test_shard_summary_follows_a_promotion_and_drops_a_stopped_member() -> None:
+    cluster = Cluster.healthy(2, 1)
+    old, new = cluster.node(1, 0), cluster.node(1, 1)
+    new.slots, new.master_id, new.epoch = old.slots, None, old.epoch + 1
+    old.slots, old.master_id = frozenset(), new.node_id
+    cluster.stop(0, 1)
+    first, second = assess(cluster.spec(), cluster.observe()).shards
+    assert (first.master, first.replicas, first.slots) == ("demo-0-0", (), "0-8191")
+    assert (second.master, second.replicas, second.slots) == (
+        "demo-1-1",
+        ("demo-1-0",),
+        "8192-16383",
+    )
+
+
+def test_shard_without_a_serving_master_has_none() -> None:
+    cluster = Cluster.healthy(2, 1)
+    cluster.stop(0, 0)
+    first, _ = assess(cluster.spec(), cluster.observe()).shards
+    assert (first.master, first.replicas, first.slots) == (None, (), "")

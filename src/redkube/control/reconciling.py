@@ -84,6 +84,7 @@ class Reconciler:
                 problems=health.problems,
                 masters=health.masters,
                 linked_replicas=health.linked_replicas,
+                shards=health.shards,
                 error=error,
                 events=tuple(self._events),
                 crashing=tuple(

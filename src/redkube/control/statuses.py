@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from redkube.planning.assessing import ShardSummary
+
 
 class Phase(Enum):
     BOOTSTRAPPING = "Bootstrapping"
@@ -30,6 +32,7 @@ class LoopStatus:
     error: str | None = None
     events: tuple[Event, ...] = field(default_factory=tuple)
     crashing: tuple[str, ...] = ()  # members held in restart back-off
+    shards: tuple[ShardSummary, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -47,4 +50,8 @@ class LoopStatus:
             error=data.get("error"),
             events=tuple(Event(float(e["at"]), str(e["message"])) for e in data["events"]),
             crashing=tuple(data.get("crashing", ())),
+            shards=tuple(
+                ShardSummary(int(s["index"]), s["master"], tuple(s["replicas"]), str(s["slots"]))
+                for s in data.get("shards", ())
+            ),
         )

@@ -90,10 +90,42 @@ def failing_flags(observation: Observation) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class ShardSummary:
+    """One shard as observed: its master's member name, the members replicating it, its slots."""
+
+    index: int
+    master: str | None
+    replicas: tuple[str, ...]
+    slots: str
+
+
+def summarize_shards(spec: ClusterSpec, observation: Observation) -> tuple[ShardSummary, ...]:
+    """Per shard, the one reachable master serving slots (None when there is not exactly one)
+    and the members that follow it; members are named as the platform names them."""
+    name_of = {o.view.node_id: o.member.name for o in observation.members if o.view is not None}
+    summaries: list[ShardSummary] = []
+    for shard in range(spec.shards):
+        found = shard_masters(spec, observation, shard)
+        if len(found) != 1:
+            summaries.append(ShardSummary(shard, None, (), ""))
+            continue
+        master = found[0]
+        replicas = tuple(
+            name_of[view.node_id]
+            for view in shard_views(spec, observation, shard)
+            if view.myself.role is Role.REPLICA and view.myself.master_id == master.node_id
+        )
+        slots = describe_ranges(ranges_of(master.myself.slots))
+        summaries.append(ShardSummary(shard, name_of[master.node_id], replicas, slots))
+    return tuple(summaries)
+
+
+@dataclass(frozen=True)
 class Health:
     problems: tuple[str, ...]
     masters: int
     linked_replicas: int
+    shards: tuple[ShardSummary, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -138,4 +170,4 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     for view in observation.views():
         if not view.cluster_ok:
             problems.append(f"{view.address} reports cluster_state:fail")
-    return Health(tuple(problems), masters, linked)
+    return Health(tuple(problems), masters, linked, summarize_shards(spec, observation))
