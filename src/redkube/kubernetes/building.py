@@ -61,22 +61,23 @@ done
 """
 
 
+CLUSTER_LABEL = "redkube.io/cluster"
+SHARD_LABEL = "redkube.io/shard"
+
+
 def labels(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
-    result = {
+    return {
         "app.kubernetes.io/name": cluster.family,
         "app.kubernetes.io/instance": cluster.name,
         "app.kubernetes.io/managed-by": "redkube",
-        "redkube.io/cluster": cluster.name,
+        **selector(cluster, shard),
     }
-    if shard is not None:
-        result["redkube.io/shard"] = str(shard)
-    return result
 
 
 def selector(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
-    result = {"redkube.io/cluster": cluster.name}
+    result = {CLUSTER_LABEL: cluster.name}
     if shard is not None:
-        result["redkube.io/shard"] = str(shard)
+        result[SHARD_LABEL] = str(shard)
     return result
 
 

@@ -15,14 +15,22 @@ from typing import Any
 from redkube.kubernetes.resources import (
     DEFAULT_IMAGE,
     FORBIDDEN_CONFIG_KEYS,
+    GROUP,
     IMAGE_PATTERN,
     MAX_NODE_TIMEOUT_MS,
     MAX_REPLICAS,
     MAX_SHARDS,
+    PLURAL,
+    VERSION,
 )
 from redkube.model.specs import ClusterSpec, SpecError
 
 IMAGE = re.compile(IMAGE_PATTERN)
+
+
+def cluster_path(namespace: str, name: str) -> str:
+    """The REST path of one RedisCluster object."""
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
 @dataclass(frozen=True)

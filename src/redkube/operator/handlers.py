@@ -21,9 +21,11 @@ import kopf
 from redkube.admin.connections import ClientPool
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
-from redkube.kubernetes.building import build_all, build_secret
-from redkube.kubernetes.clusters import RedisCluster, parse
+from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret
+from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
+from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
+from redkube.planning.assessing import ShardSummary
 from redkube.platform.kubernetes.api import (
     JSON,
     KubernetesApi,
@@ -33,7 +35,6 @@ from redkube.platform.kubernetes.api import (
 )
 from redkube.platform.kubernetes.pods import KubernetesPlatform
 
-GROUP, VERSION, PLURAL = "redkube.io", "v1alpha1", "redisclusters"
 RESYNC_S = 5.0
 PASSWORD_BYTES = 24
 
@@ -51,10 +52,6 @@ def api() -> KubernetesApi:
 def as_body(obj: JSON) -> kopf.Body:
     """A plain object as kopf's Body, for posting Events about it."""
     return kopf.Body(cast(kopf.RawBody, obj))
-
-
-def cluster_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
 def _now() -> str:
@@ -78,19 +75,51 @@ async def _patch_status(namespace: str, name: str, status: JSON) -> None:
         log.warning("%s/%s: status not written: %s", namespace, name, error)
 
 
+class SecretProblem(Exception):
+    """The password Secret the user named is missing or unusable; fixed by the user, retried."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 async def _password(cluster: RedisCluster) -> str:
     """The cluster's password: from its Secret, which is generated when the user named none."""
     path = f"/api/v1/namespaces/{cluster.namespace}/secrets/{cluster.secret_name}"
     try:
         secret = await api().get(path)
     except KubernetesError as error:
-        if not error.not_found or cluster.auth_secret is not None:
+        if not error.not_found:
             raise
+        if cluster.auth_secret is not None:
+            raise SecretProblem(
+                "SecretMissing",
+                f"spec.auth.secretName: no Secret {cluster.secret_name!r} in namespace "
+                f"{cluster.namespace!r}; create it with a {PASSWORD_KEY!r} key",
+            ) from error
         generated = build_secret(cluster, secrets.token_urlsafe(PASSWORD_BYTES))
         with contextlib.suppress(KubernetesError):
             await api().create(f"/api/v1/namespaces/{cluster.namespace}/secrets", generated)
         secret = await api().get(path)
-    return base64.b64decode(secret["data"]["password"]).decode()
+    return _password_in(secret, cluster.secret_name)
+
+
+def _password_in(secret: JSON, name: str) -> str:
+    encoded = (secret.get("data") or {}).get(PASSWORD_KEY)
+    if not encoded:
+        raise SecretProblem("SecretInvalid", f"Secret {name!r} has no {PASSWORD_KEY!r} key")
+    try:
+        password = base64.b64decode(encoded, validate=True).decode()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SecretProblem(
+            "SecretInvalid", f"Secret {name!r}: {PASSWORD_KEY!r} is not UTF-8 text"
+        ) from error
+    if not password.strip() or "\n" in password or "\r" in password:
+        raise SecretProblem(
+            "SecretInvalid",
+            f"Secret {name!r}: {PASSWORD_KEY!r} must be one non-blank line",
+        )
+    return password
 
 
 async def _apply_owned(cluster: RedisCluster, password: str) -> None:
@@ -98,6 +127,14 @@ async def _apply_owned(cluster: RedisCluster, password: str) -> None:
         if obj["kind"] == "Secret":
             continue  # created once, never overwritten (see _password)
         await api().apply(object_path(obj), obj)
+
+
+def shard_status(shard: ShardSummary) -> JSON:
+    """One entry of status.shards: Pod names, as the CRD's status schema has them."""
+    entry: JSON = {"index": shard.index, "replicas": list(shard.replicas), "slots": shard.slots}
+    if shard.master is not None:
+        entry["master"] = shard.master
+    return entry
 
 
 class ClusterRun:
@@ -151,19 +188,21 @@ class ClusterRun:
         total = len(members)
         running = sum(m.running for m in members)
         ready = status.phase is Phase.READY
-        message = "; ".join(status.problems) or status.step
+        problems = [*self.platform.pod_problems(), *status.problems]
+        message = "; ".join(problems) or status.step
         new_status: JSON = {
             "phase": status.phase.value,
             "readyNodes": f"{running}/{total}",
             "observedGeneration": self.generation,
             "message": message[:1000],
+            "shards": [shard_status(shard) for shard in status.shards],
             "conditions": [
                 _condition("Ready", ready, "ClusterOk" if ready else "NotReady", message),
                 _condition("Progressing", not ready, "Reconciling", status.step),
                 _condition(
                     "Degraded",
-                    bool(status.problems) and status.phase is Phase.HEALING,
-                    "Healing" if status.problems else "Healthy",
+                    bool(problems) and status.phase is Phase.HEALING,
+                    "Healing" if problems else "Healthy",
                     message,
                 ),
             ],
@@ -174,6 +213,15 @@ class ClusterRun:
             asyncio.get_running_loop().create_task(
                 _patch_status(self.cluster.namespace, self.cluster.name, new_status)
             )
+
+
+def _failure_reason(error: Exception) -> str:
+    """The condition reason for a pass that could not apply the spec."""
+    if isinstance(error, SpecError):
+        return "InvalidSpec"  # the user must change the spec
+    if isinstance(error, SecretProblem):
+        return error.reason  # the user must fix the Secret; retried every pass
+    return "ApplyFailed"  # the API refused or failed; retried every pass
 
 
 @kopf.on.startup()
@@ -190,6 +238,7 @@ async def run_cluster(
     namespace = namespace or "default"
     run: ClusterRun | None = None
     applied_generation = -1
+    last_failure: tuple[str, str] | None = None
     try:
         while not stopped:
             try:
@@ -213,9 +262,12 @@ async def run_cluster(
                         run.start()
                     run.generation = generation
                     applied_generation = generation
-            except (SpecError, KubernetesError) as error:
-                reason = "InvalidSpec" if isinstance(error, SpecError) else "ApplyFailed"
-                kopf.warn(as_body(body), reason=reason, message=str(error))
+                last_failure = None
+            except (SpecError, SecretProblem, KubernetesError) as error:
+                reason = _failure_reason(error)
+                if (reason, str(error)) != last_failure:  # one Event per distinct failure
+                    kopf.warn(as_body(body), reason=reason, message=str(error))
+                last_failure = (reason, str(error))
                 await _patch_status(
                     namespace,
                     name,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from redkube.kubernetes.building import REDIS_PORT, ZONE_LABEL
+from redkube.kubernetes.building import CLUSTER_LABEL, REDIS_PORT, ZONE_LABEL
 from redkube.model.addresses import Address
 from redkube.model.members import FailureDomain, Member, MemberState, member_name
 from redkube.model.specs import ClusterSpec
@@ -35,6 +35,26 @@ def pod_state(pod: JSON) -> MemberState:
     if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
         return MemberState.BACKOFF
     return MemberState.STOPPED
+
+
+def pod_problem(pod: JSON) -> str | None:
+    """Why a Pod does not run its server, in Kubernetes' own words: unschedulable, an image that
+    cannot be pulled, a crash loop (with the last exit code), a config error; None otherwise."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = condition.get("reason") or "NotScheduled"
+            return f"{name} {reason}: {condition.get('message', '')}".strip()
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if not reason or reason == "ContainerCreating":
+            continue
+        terminated = (container.get("lastState") or {}).get("terminated") or {}
+        exited = f" (last exit code {terminated['exitCode']})" if "exitCode" in terminated else ""
+        return f"{name} {reason}{exited}: {waiting.get('message', '')}".strip().rstrip(":")
+    return None
 
 
 class KubernetesPlatform:
@@ -67,6 +87,11 @@ class KubernetesPlatform:
                 address = Address(ip, REDIS_PORT) if ip else None
                 found.append(Member(name, shard, ordinal, address, domain, pod_state(pod)))
         return found
+
+    def pod_problems(self) -> list[str]:
+        """What keeps the cluster's Pods from running, for the status message."""
+        found = (pod_problem(pod) for _, pod in sorted(self._pods.items()))
+        return [problem for problem in found if problem]
 
     async def start(self, names: Sequence[str]) -> None:
         """The kubelet restarts containers and the StatefulSet controller recreates Pods;
@@ -101,7 +126,7 @@ class KubernetesPlatform:
     async def watch(self, stop: asyncio.Event) -> None:
         """List and watch the cluster's Pods until `stop` is set."""
         path = f"/api/v1/namespaces/{self.namespace}/pods"
-        params = {"labelSelector": f"redkube.io/cluster={self.spec.name}"}
+        params = {"labelSelector": f"{CLUSTER_LABEL}={self.spec.name}"}
         while not stop.is_set():
             try:
                 listing = await self.api.get(path, params)

@@ -1,0 +1,144 @@
+"""Bad input that admission cannot see is reported in the RedisCluster's status, with a clear
+message, and the operator goes on serving: a named Secret that is missing or unusable, Pods that
+cannot be scheduled, a config value the server itself refuses."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from redkube.testbed import ControlPlane
+from tests.testbed.kube import JSON, apply, eventually, get, is_ready, pods, redis_cli
+
+pytestmark = pytest.mark.namespace_prefix("op")
+
+
+def status(cp: ControlPlane, namespace: str, name: str) -> JSON:
+    found: JSON = get(cp, namespace, "rediscluster", name).get("status") or {}
+    return found
+
+
+def condition(cp: ControlPlane, namespace: str, name: str, kind: str) -> JSON:
+    for found in status(cp, namespace, name).get("conditions") or []:
+        if found["type"] == kind:
+            return dict(found)
+    return {}
+
+
+def cluster(name: str, extra: str = "", shards: int = 3, replicas: int = 0) -> str:
+    return f"""\
+apiVersion: redkube.io/v1alpha1
+kind: RedisCluster
+metadata: {{name: {name}}}
+spec:
+  shards: {shards}
+  replicasPerShard: {replicas}
+  image: valkey/valkey:9.1
+{extra}"""
+
+
+def secret(name: str, data: dict[str, str]) -> str:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    lines = "".join(f"  {k}: {v}\n" for k, v in encoded.items())
+    return f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ndata:\n{lines}"
+
+
+def warnings(cp: ControlPlane, namespace: str, name: str, reason: str) -> list[JSON]:
+    listed = get(cp, namespace, "events", f"--field-selector=involvedObject.name={name}")
+    return [e for e in listed["items"] if e["reason"] == reason and e["type"] == "Warning"]
+
+
+def test_a_missing_secret_is_reported_then_used_once_created(
+    control_plane: ControlPlane, operator: Path, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, cluster("keyed", "  auth: {secretName: keyed-password}\n"))
+    ready = eventually(
+        lambda: (
+            condition(cp, namespace, "keyed", "Ready").get("reason") == "SecretMissing"
+            and condition(cp, namespace, "keyed", "Ready")
+        ),
+        "Ready=False with reason SecretMissing",
+    )
+    assert ready["status"] == "False"
+    assert "no Secret 'keyed-password'" in ready["message"], ready
+    assert status(cp, namespace, "keyed")["phase"] == "Pending"
+    assert not pods(cp, namespace, "redkube.io/cluster=keyed"), "nothing is built without it"
+
+    apply(cp, namespace, secret("keyed-password", {"password": "chosen by the user"}))
+    eventually(
+        lambda: status(cp, namespace, "keyed").get("phase") == "Ready",
+        "the cluster is built once the Secret exists",
+        180,
+    )
+    listed = pods(cp, namespace, "redkube.io/cluster=keyed")
+    assert len(listed) == 3 and all(is_ready(p) for p in listed.values())
+    ip = next(iter(listed.values()))["status"]["podIP"]
+    assert redis_cli(ip, "chosen by the user", "ping") == "PONG"
+    # Reported once while it lasted, not once per pass.
+    assert len(warnings(cp, namespace, "keyed", "SecretMissing")) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"pass": "misnamed key"}, "has no 'password' key"),
+        ({"password": "two\nlines"}, "'password' must be one non-blank line"),
+        ({"password": "   "}, "'password' must be one non-blank line"),
+    ],
+    ids=["no-password-key", "multi-line", "blank"],
+)
+def test_an_unusable_secret_is_reported(
+    control_plane: ControlPlane, operator: Path, namespace: str, data: dict[str, str], expected: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, secret("pw", data))
+    apply(cp, namespace, cluster("badsecret", "  auth: {secretName: pw}\n"))
+    ready = eventually(
+        lambda: (
+            condition(cp, namespace, "badsecret", "Ready").get("reason") == "SecretInvalid"
+            and condition(cp, namespace, "badsecret", "Ready")
+        ),
+        "Ready=False with reason SecretInvalid",
+    )
+    assert expected in ready["message"], ready
+    assert warnings(cp, namespace, "badsecret", "SecretInvalid")
+
+
+def test_pods_that_cannot_be_scheduled_are_named_in_status(
+    control_plane: ControlPlane, operator: Path, namespace: str
+) -> None:
+    """Four Pods per shard with required anti-affinity, on three nodes: admission cannot know the
+    node count, so the status says which Pod waits and why, in the scheduler's words."""
+    cp = control_plane
+    placement = "  placement: {antiAffinity: required}\n"
+    apply(cp, namespace, cluster("crowded", placement, shards=3, replicas=3))
+
+    def named() -> str:
+        message = str(status(cp, namespace, "crowded").get("message", ""))
+        found = all(f"crowded-{shard}-3 Unschedulable" in message for shard in range(3))
+        return message if found else ""
+
+    message = eventually(named, "the status names the three unschedulable Pods")
+    assert "anti-affinity" in message, message
+    assert status(cp, namespace, "crowded")["phase"] != "Ready"
+
+
+def test_a_config_value_the_server_refuses_is_reported(
+    control_plane: ControlPlane, operator: Path, namespace: str
+) -> None:
+    """A value only the server can judge (CEL checks keys and single lines, not Redis' syntax):
+    the server exits, and the status shows the crash loop with its exit code."""
+    cp = control_plane
+    apply(cp, namespace, cluster("picky", "  config: {maxmemory: lots}\n"))
+    message = eventually(
+        lambda: (
+            "CrashLoopBackOff" in (m := status(cp, namespace, "picky").get("message", "")) and m
+        ),
+        "the status names the crash loop",
+        120,
+    )
+    assert "(last exit code 1)" in message, message
+    assert status(cp, namespace, "picky")["phase"] != "Ready"
