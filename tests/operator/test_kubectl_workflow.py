@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,50 @@ def assert_linked_and_apart(cp: ControlPlane, namespace: str, pw: str) -> None:
     assert replicas == 3
 
 
+def shards_seen_by_redis(cp: ControlPlane, namespace: str, pw: str) -> set[tuple[str, str, str]]:
+    """(master Pod, replica Pods, slot ranges) per master, from redis-cli CLUSTER NODES."""
+    listed = running_pods(cp, namespace)
+    pod_of_ip = {p["status"]["podIP"]: name for name, p in listed.items()}
+    lines = redis_cli(next(iter(pod_of_ip)), pw, "cluster", "nodes").splitlines()
+    nodes = [line.split() for line in lines]
+    pod_of_id = {n[0]: pod_of_ip.get(n[1].split(":")[0], "?") for n in nodes}
+    seen = set()
+    for node in nodes:
+        if "master" in node[2] and node[8:]:
+            replicas = sorted(pod_of_id[r[0]] for r in nodes if r[3] == node[0])
+            seen.add((pod_of_id[node[0]], ",".join(replicas), ",".join(node[8:])))
+    return seen
+
+
+def shards_in_status(cp: ControlPlane, namespace: str) -> set[tuple[str, str, str]]:
+    return {
+        (s.get("master", ""), ",".join(sorted(s["replicas"])), s["slots"])
+        for s in status(cp, namespace).get("shards", [])
+    }
+
+
+def assert_status_names_the_shards(cp: ControlPlane, namespace: str, pw: str) -> None:
+    """status.shards agrees with CLUSTER NODES (eventually: the status follows the cluster),
+    and `redkube status` shows it."""
+    eventually(
+        lambda: shards_in_status(cp, namespace) == shards_seen_by_redis(cp, namespace, pw),
+        f"status.shards {shards_in_status(cp, namespace)} matches CLUSTER NODES",
+        30,
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "redkube", "status", "shop", "-n", namespace,
+         f"--kubeconfig={cp.kubeconfig}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "Ready, 6/6 nodes running" in " ".join(shown.stdout.split()), shown.stdout
+    for master, replicas, slots in shards_seen_by_redis(cp, namespace, pw):
+        row = next(line for line in shown.stdout.splitlines() if line.split()[1:2] == [master])
+        assert row.split()[2:] == [replicas, slots], shown.stdout
+        pod_row = next(line for line in shown.stdout.splitlines() if line.startswith(master + " "))
+        assert pod_row.split()[2] == "master", shown.stdout
+
+
 def cluster_client(cp: ControlPlane, namespace: str, pw: str) -> RedisCluster:
     nodes = [ClusterNode(p["status"]["podIP"], 6379) for p in running_pods(cp, namespace).values()]
     return RedisCluster(startup_nodes=nodes, password=pw, socket_timeout=5, decode_responses=True)
@@ -96,6 +142,7 @@ def test_apply_check_write_delete_a_master_heal_read_back(
     some_ip = next(iter(running_pods(cp, namespace).values()))["status"]["podIP"]
     redis_cli_check_at(some_ip, pw)
     assert_linked_and_apart(cp, namespace, pw)
+    assert_status_names_the_shards(cp, namespace, pw)
 
     with cluster_client(cp, namespace, pw) as client:
         written = write_keys(client, KEYS)
@@ -119,6 +166,7 @@ def test_apply_check_write_delete_a_master_heal_read_back(
     some_ip = running_pods(cp, namespace)[victim]["status"]["podIP"]
     redis_cli_check_at(some_ip, pw)
     assert_linked_and_apart(cp, namespace, pw)
+    assert_status_names_the_shards(cp, namespace, pw)
     with cluster_client(cp, namespace, pw) as client:
         assert_keys(client, written)
     events = get(cp, namespace, "events", "--field-selector=involvedObject.kind=RedisCluster")

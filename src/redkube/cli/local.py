@@ -161,6 +161,10 @@ def wait_until_ready(layout: ClusterLayout, supervisor: int, timeout: float) -> 
     )
 
 
+def exists(name: str) -> bool:
+    return ClusterLayout(state_root(), name).exists()
+
+
 def status(args: argparse.Namespace) -> ExitStatus:
     layout = ClusterLayout(state_root(), args.name)
     record = layout.load()

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from redkube import __version__
-from redkube.cli import local, rendering_manifests
+from redkube.cli import kubernetes_status, local, rendering_manifests
 from redkube.cli.exits import ExitStatus, UserError
+from redkube.cli.kubernetes_status import kubeconfig_present
 from redkube.model.specs import SpecError
 from redkube.platform.local.addressing import AddressError
 from redkube.platform.local.layout import StateError
@@ -39,8 +40,22 @@ def build_parser() -> Parser:
     up.add_argument("--hosts", type=int, default=3, help="fake hosts to spread nodes over")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
 
-    status = commands.add_parser("status", help="shards, slots, roles, links, keys, memory")
-    status.add_argument("--name", default=DEFAULT_NAME)
+    status = commands.add_parser(
+        "status",
+        help="shards, slots, roles and links: of a local cluster or a RedisCluster on Kubernetes",
+        description="A local cluster by that name is shown first; otherwise, or with -n, "
+        "--kubeconfig or --kubernetes, the RedisCluster of that name on Kubernetes.",
+    )
+    status.add_argument("cluster", nargs="?", help=f"cluster name (default {DEFAULT_NAME})")
+    status.add_argument("--name", help=argparse.SUPPRESS)  # the positional's older spelling
+    status.add_argument("-n", "--namespace", help="Kubernetes namespace (default: the context's)")
+    status.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+    status.add_argument(
+        "-k",
+        "--kubernetes",
+        action="store_true",
+        help="ask Kubernetes even if a local cluster has this name",
+    )
 
     down = commands.add_parser("down", help="stop a cluster (its data stays unless --purge)")
     down.add_argument("--name", default=DEFAULT_NAME)
@@ -80,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> ExitStatus:
 def dispatch(args: argparse.Namespace) -> ExitStatus:
     handlers = {
         "up": local.up,
-        "status": local.status,
+        "status": status,
         "down": local.down,
         "kill": local.kill,
         "logs": local.logs,
@@ -88,6 +103,16 @@ def dispatch(args: argparse.Namespace) -> ExitStatus:
         "render": rendering_manifests.render,
     }
     return handlers[args.command](args)
+
+
+def status(args: argparse.Namespace) -> ExitStatus:
+    """A local cluster when one has the name; a RedisCluster on Kubernetes when asked for one,
+    or when no local cluster has the name and a kubeconfig exists."""
+    args.name = args.cluster or args.name or DEFAULT_NAME
+    asked_for_kubernetes = args.kubernetes or args.namespace or args.kubeconfig
+    if not asked_for_kubernetes and (local.exists(args.name) or not kubeconfig_present()):
+        return local.status(args)
+    return kubernetes_status.status(args, args.name, local.out)
 
 
 def fail(message: str, status: ExitStatus) -> ExitStatus:

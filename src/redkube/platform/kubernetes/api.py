@@ -42,11 +42,16 @@ class KubernetesError(RuntimeError):
         return self.status == 409
 
 
+class CredentialsError(RuntimeError):
+    """No kubeconfig and no service account, or a kubeconfig redkube cannot use."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     server: str
     ssl: ssl.SSLContext
     token: str | None = None
+    namespace: str = "default"  # the context's namespace, or the Pod's
 
 
 def _materialise(entry: Mapping[str, Any], key: str, directory: Path) -> str | None:
@@ -70,7 +75,21 @@ def load_credentials(kubeconfig: Path | None = None) -> Credentials:
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT / "ca.crt"))
         token = (SERVICE_ACCOUNT / "token").read_text().strip()
-        return Credentials(f"https://{host}:{port}", context, token)
+        namespace = (SERVICE_ACCOUNT / "namespace").read_text().strip()
+        return Credentials(f"https://{host}:{port}", context, token, namespace)
+    try:
+        return _from_kubeconfig(path)
+    except FileNotFoundError as error:
+        raise CredentialsError(f"no kubeconfig at {path} (set KUBECONFIG)") from error
+    except (OSError, yaml.YAMLError, ssl.SSLError) as error:
+        raise CredentialsError(f"cannot use kubeconfig {path}: {error}") from error
+    except (KeyError, StopIteration, TypeError, AttributeError) as error:
+        raise CredentialsError(
+            f"kubeconfig {path} has no complete current context ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _from_kubeconfig(path: Path) -> Credentials:
     config = yaml.safe_load(path.read_text())
     current = config.get("current-context")
     context_entry = next(c["context"] for c in config["contexts"] if c["name"] == current)
@@ -85,7 +104,8 @@ def load_credentials(kubeconfig: Path | None = None) -> Credentials:
     key = _materialise(user, "client-key", scratch)
     if cert and key:
         context.load_cert_chain(cert, key)
-    return Credentials(str(cluster["server"]).rstrip("/"), context, user.get("token"))
+    namespace = str(context_entry.get("namespace") or "default")
+    return Credentials(str(cluster["server"]).rstrip("/"), context, user.get("token"), namespace)
 
 
 class KubernetesApi:
@@ -137,6 +157,11 @@ class KubernetesApi:
 
     async def create(self, path: str, body: JSON) -> JSON:
         return await self.request("POST", path, body)
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        """PUT the whole object; with `metadata.resourceVersion` set, a 409 Conflict means
+        someone else wrote it since it was read."""
+        return await self.request("PUT", path, body)
 
     async def merge_patch(self, path: str, body: JSON) -> JSON:
         return await self.request("PATCH", path, body, content_type="application/merge-patch+json")
