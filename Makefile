@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test lint bench testbed-binaries testbed-up testbed-down clean
+.PHONY: up down status test lint bench testbed-binaries helm-binary testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint testbed-binaries
+test: $(STAMP) lint testbed-binaries helm-binary
 	@mkdir -p build
 	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
 
@@ -35,6 +35,11 @@ test: $(STAMP) lint testbed-binaries
 # cold on 2 cores, instant when cached); the test bed tests run them.
 testbed-binaries:
 	PATH="$$PATH:/usr/local/go/bin" testbed/build-binaries.sh >/dev/null
+
+# helm built from the Go module proxy into the same cache (charts/build-helm.sh); tests/charts
+# runs it against charts/redkube.
+helm-binary:
+	PATH="$$PATH:/usr/local/go/bin" charts/build-helm.sh >/dev/null
 
 # A real Kubernetes control plane plus 3 nodes whose Pods run as local processes (needs root).
 testbed-up: $(STAMP)
