@@ -74,7 +74,8 @@ def main() -> None:
         cp.kubectl("wait", "--for=condition=Established", "crd/redisclusters.redkube.io")
         cp.kubectl("create", "namespace", "bench")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "redkube.operator", f"--kubeconfig={cp.kubeconfig}"],
+            [sys.executable, "-m", "redkube.operator", f"--kubeconfig={cp.kubeconfig}",
+             "--leader-election-namespace=default"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         idle = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,15 +20,49 @@ NAMESPACES = "op-*"
 """The operator serves these only (a kopf glob): other tests' RedisClusters stay untouched."""
 
 
-def start_operator(cp: ControlPlane, log: Path, namespaces: str) -> subprocess.Popen[bytes]:
-    """`python -m redkube.operator` for the namespaces matching `namespaces` (a kopf glob)."""
+LEASE_NAMESPACE = "default"
+FAST_LEASE = ("--lease-duration=4", "--renew-deadline=3", "--retry-period=0.5")
+"""Short leader-election periods, so an operator started after a SIGKILLed one soon acts."""
+
+
+def lease_for(namespaces: str) -> str:
+    """Each namespace glob its own Lease (`op-*` -> `redkube-op`), so an operator never waits
+    for one serving other namespaces."""
+    return "redkube-" + re.sub(r"[^a-z0-9-]", "", namespaces.lower()).strip("-")
+
+
+def start_operator(
+    cp: ControlPlane,
+    log: Path,
+    namespaces: str,
+    *args: str,
+    lease: str | None = None,
+    lease_namespace: str = LEASE_NAMESPACE,
+) -> subprocess.Popen[bytes]:
+    """`python -m redkube.operator` for the namespaces matching `namespaces` (a kopf glob), with
+    leader election on the Lease `lease_namespace/lease` (default: `lease_for(namespaces)`) and
+    `FAST_LEASE` periods; `args` are more flags, after those (so they win)."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "redkube.operator", f"--kubeconfig={cp.kubeconfig}",
-             f"--namespace={namespaces}"],
+             f"--namespace={namespaces}", f"--leader-election-namespace={lease_namespace}",
+             f"--leader-election-name={lease or lease_for(namespaces)}", *FAST_LEASE, *args],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+
+
+def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Signal the operator (SIGTERM by default), then kill it if it has not exited in 30 s;
+    returns its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +75,8 @@ def operator(
         "wait", "--for=condition=Established", "crd/redisclusters.redkube.io", "--timeout=60s"
     )
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = start_operator(control_plane, log, NAMESPACES)
+    process = start_operator(control_plane, log, NAMESPACES)  # Lease default/redkube-op
     try:
         yield log
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_operator(process)
