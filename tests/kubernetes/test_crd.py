@@ -344,17 +344,32 @@ def test_storage_cannot_be_added_or_removed(cp: ControlPlane) -> None:
     assert read(cp, "durable")["spec"]["storage"] == {"size": "1Gi"}
 
 
-def test_shards_may_grow_but_not_shrink(cp: ControlPlane) -> None:
-    assert apply(cp, "growing", {"shards": 3}).returncode == 0
+def test_shards_cannot_change_yet(cp: ControlPlane) -> None:
+    """Until slots move between shards a new shard could only sit empty: refused, not half-built."""
+    assert apply(cp, "fixed", {"shards": 3}).returncode == 0
+    message = "spec.shards: Invalid value: shards cannot change yet (was 3): redkube does not move"
+    refused(apply(cp, "fixed", {"shards": 2}), message)
+    refused(apply(cp, "fixed", {"shards": 4}), message)
+    done = apply(cp, "fixed", {"shards": 3, "replicasPerShard": 2})
+    assert done.returncode == 0, done.stderr
+    spec = read(cp, "fixed")["spec"]
+    assert (spec["shards"], spec["replicasPerShard"]) == (3, 2)
+
+
+def test_cache_mode_keeps_a_replica(cp: ControlPlane) -> None:
+    """Without storage a replica is the only other copy of a shard's keys: scaling replicas down
+    to 0 is refused; with storage, or from 0, it is allowed."""
+    assert apply(cp, "cached", {"replicasPerShard": 2}).returncode == 0
+    assert apply(cp, "cached", {"replicasPerShard": 1}).returncode == 0
     refused(
-        apply(cp, "growing", {"shards": 2}),
-        "spec.shards: Invalid value: scaling in shards is not supported yet: shards cannot"
-        " decrease (was 3)",
+        apply(cp, "cached", {"replicasPerShard": 0}),
+        "spec.replicasPerShard: Invalid value: in cache mode (no storage) the replicas hold the"
+        " only other copy of the data: replicasPerShard cannot drop to 0 (was 1)",
     )
-    done = apply(cp, "growing", {"shards": 4})
-    assert done.returncode == 0, done.stderr
-    done = apply(cp, "growing", {"shards": 4, "replicasPerShard": 0})
-    assert done.returncode == 0, done.stderr
-    spec = read(cp, "growing")["spec"]
-    assert (spec["shards"], spec["replicasPerShard"]) == (4, 0)
-    refused(apply(cp, "growing", {"shards": 3, "replicasPerShard": 0}), "(was 4)")
+    assert read(cp, "cached")["spec"]["replicasPerShard"] == 1
+    assert apply(cp, "stored", {"storage": {}, "replicasPerShard": 1}).returncode == 0
+    assert apply(cp, "stored", {"storage": {}, "replicasPerShard": 0}).returncode == 0
+    assert apply(cp, "bare", {"replicasPerShard": 0}).returncode == 0
+    assert (
+        apply(cp, "bare", {"replicasPerShard": 0, "config": {"maxmemory": "1mb"}}).returncode == 0
+    )

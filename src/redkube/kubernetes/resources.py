@@ -318,11 +318,21 @@ def spec_schema() -> JSON:
     return with_rules(
         schema,
         rule(
-            "!has(self.shards) || !has(oldSelf.shards) || self.shards >= oldSelf.shards",
-            "scaling in shards is not supported yet: shards cannot decrease",
-            message_expression="'scaling in shards is not supported yet: shards cannot"
-            " decrease (was %d)'.format([oldSelf.shards])",
+            "!has(self.shards) || !has(oldSelf.shards) || self.shards == oldSelf.shards",
+            "shards cannot change yet: redkube does not move slots between shards yet",
+            message_expression="'shards cannot change yet (was %d): redkube does not move slots"
+            " between shards yet'.format([oldSelf.shards])",
             field_path=".shards",
+        ),
+        rule(
+            "has(self.storage) || !has(self.replicasPerShard) || !has(oldSelf.replicasPerShard)"
+            " || self.replicasPerShard > 0 || oldSelf.replicasPerShard == 0",
+            "in cache mode (no storage) the replicas hold the only other copy of the data:"
+            " replicasPerShard cannot drop to 0",
+            message_expression="'in cache mode (no storage) the replicas hold the only other"
+            " copy of the data: replicasPerShard cannot drop to 0 (was %d)'"
+            ".format([oldSelf.replicasPerShard])",
+            field_path=".replicasPerShard",
         ),
         rule(
             "has(self.storage) == has(oldSelf.storage)",

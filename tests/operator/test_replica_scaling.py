@@ -1,0 +1,81 @@
+"""Replicas per shard scale out and in with `kubectl apply`: new replicas link to their shard's
+master on other nodes; on the way in, a master sitting on a removed ordinal hands its role over
+(preStop) before its Pod goes, the loop forgets the removed nodes, and every key stays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from redkube.testbed import ControlPlane
+from tests.checks import assert_keys, redis_cli_check_at, write_keys
+from tests.operator.test_kubectl_workflow import (
+    cluster_client,
+    password,
+    roles,
+    running_pods,
+    shards_in_status,
+    shards_seen_by_redis,
+    status,
+)
+from tests.testbed.kube import apply, eventually, redis_cli
+
+CLUSTER = """\
+apiVersion: redkube.io/v1alpha1
+kind: RedisCluster
+metadata: {name: shop}
+spec:
+  shards: 3
+  replicasPerShard: %(replicas)d
+  image: valkey/valkey:9.1
+  storage: {size: 1Gi}
+"""
+KEYS = 3000
+
+
+def ready_with(cp: ControlPlane, namespace: str, pods: int) -> bool:
+    found = status(cp, namespace)
+    return (
+        found.get("phase") == "Ready"
+        and found.get("readyNodes") == f"{pods}/{pods}"
+        and len(running_pods(cp, namespace)) == pods
+    )
+
+
+@pytest.mark.namespace_prefix("op")
+def test_replicas_scale_out_and_in_keeping_every_key(
+    control_plane: ControlPlane, operator: Path, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, CLUSTER % {"replicas": 1})
+    eventually(lambda: ready_with(cp, namespace, 6), "Ready with 6 Pods", 180)
+    pw = password(cp, namespace)
+    with cluster_client(cp, namespace, pw) as client:
+        written = write_keys(client, KEYS)
+
+    apply(cp, namespace, CLUSTER % {"replicas": 2})
+    eventually(lambda: ready_with(cp, namespace, 9), "Ready with 9 Pods", 180)
+    redis_cli_check_at(next(iter(running_pods(cp, namespace).values()))["status"]["podIP"], pw)
+    eventually(
+        lambda: shards_in_status(cp, namespace) == shards_seen_by_redis(cp, namespace, pw),
+        "status.shards names two replicas per master",
+        30,
+    )
+    assert all(len(replicas.split(",")) == 2 for _, replicas, _ in shards_in_status(cp, namespace))
+
+    # Make an ordinal that is about to go a master: shop-0-2 takes over shard 0.
+    ip = running_pods(cp, namespace)["shop-0-2"]["status"]["podIP"]
+    assert redis_cli(ip, pw, "cluster", "failover") == "OK"
+    eventually(lambda: roles(cp, namespace, pw).get("shop-0-2") == "master", "shop-0-2 master")
+
+    apply(cp, namespace, CLUSTER % {"replicas": 1})
+    eventually(lambda: ready_with(cp, namespace, 6), "Ready again with 6 Pods", 180)
+    listed = running_pods(cp, namespace)
+    assert sorted(listed) == [f"shop-{s}-{o}" for s in range(3) for o in range(2)]
+    some_ip = next(iter(listed.values()))["status"]["podIP"]
+    redis_cli_check_at(some_ip, pw)
+    known = redis_cli(some_ip, pw, "cluster", "nodes").splitlines()
+    assert len(known) == 6, known  # the removed nodes are forgotten
+    with cluster_client(cp, namespace, pw) as client:
+        assert_keys(client, written)
