@@ -25,6 +25,10 @@ class Observation:
             if observed.view is not None:
                 yield observed.view
 
+    def names_by_id(self) -> dict[str, str]:
+        """Node ID -> member name, for every reachable member."""
+        return {o.view.node_id: o.member.name for o in self.members if o.view is not None}
+
     def member_ids(self) -> frozenset[str]:
         return frozenset(view.node_id for view in self.views())
 

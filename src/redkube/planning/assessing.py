@@ -77,7 +77,7 @@ def open_slots(observation: Observation) -> tuple[str, ...]:
 
 def failing_flags(observation: Observation) -> tuple[str, ...]:
     """Current members that some other member flags as failing (fail or fail?)."""
-    names = {o.view.node_id: o.member.name for o in observation.members if o.view is not None}
+    names = observation.names_by_id()
     found: list[str] = []
     for observed in observation.members:
         view = observed.view
@@ -91,33 +91,13 @@ def failing_flags(observation: Observation) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ShardSummary:
-    """One shard as observed: its master's member name, the members replicating it, its slots."""
+    """One shard as observed: the member that is its one master serving slots (None when there
+    is not exactly one), the members replicating it, and its slot ranges."""
 
     index: int
     master: str | None
     replicas: tuple[str, ...]
     slots: str
-
-
-def summarize_shards(spec: ClusterSpec, observation: Observation) -> tuple[ShardSummary, ...]:
-    """Per shard, the one reachable master serving slots (None when there is not exactly one)
-    and the members that follow it; members are named as the platform names them."""
-    name_of = {o.view.node_id: o.member.name for o in observation.members if o.view is not None}
-    summaries: list[ShardSummary] = []
-    for shard in range(spec.shards):
-        found = shard_masters(spec, observation, shard)
-        if len(found) != 1:
-            summaries.append(ShardSummary(shard, None, (), ""))
-            continue
-        master = found[0]
-        replicas = tuple(
-            name_of[view.node_id]
-            for view in shard_views(spec, observation, shard)
-            if view.myself.role is Role.REPLICA and view.myself.master_id == master.node_id
-        )
-        slots = describe_ranges(ranges_of(master.myself.slots))
-        summaries.append(ShardSummary(shard, name_of[master.node_id], replicas, slots))
-    return tuple(summaries)
 
 
 @dataclass(frozen=True)
@@ -151,23 +131,31 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
         problems.append(f"stale node {node_id[:8]} still known")
     masters = 0
     linked = 0
+    name_of = observation.names_by_id()
+    shards: list[ShardSummary] = []
     for shard in range(spec.shards):
         found = shard_masters(spec, observation, shard)
         if len(found) != 1:
             problems.append(f"shard {shard} has {len(found)} masters serving slots")
+            shards.append(ShardSummary(shard, None, (), ""))
             continue
         masters += 1
         master = found[0]
+        followers: list[str] = []
         for view in shard_views(spec, observation, shard):
             if view is master:
                 continue
             if view.myself.role is not Role.REPLICA or view.myself.master_id != master.node_id:
                 problems.append(f"{view.address} is not a replica of shard {shard}'s master")
-            elif not view.master_link_up:
+                continue
+            followers.append(name_of[view.node_id])
+            if not view.master_link_up:
                 problems.append(f"{view.address} replication link down")
             else:
                 linked += 1
+        slots = describe_ranges(ranges_of(master.myself.slots))
+        shards.append(ShardSummary(shard, name_of[master.node_id], tuple(followers), slots))
     for view in observation.views():
         if not view.cluster_ok:
             problems.append(f"{view.address} reports cluster_state:fail")
-    return Health(tuple(problems), masters, linked, summarize_shards(spec, observation))
+    return Health(tuple(problems), masters, linked, tuple(shards))
