@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from redkube.platform.kubernetes.api import (
     CredentialsError,
     KubernetesApi,
     KubernetesError,
+    default_kubeconfig,
     load_credentials,
 )
 
@@ -33,8 +33,7 @@ EVENTS_SHOWN = 8
 
 def kubeconfig_present() -> bool:
     """Whether a kubeconfig is where kubectl would look first."""
-    path = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
-    return path.exists()
+    return default_kubeconfig().exists()
 
 
 @dataclass(frozen=True)

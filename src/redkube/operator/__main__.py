@@ -23,7 +23,6 @@ from typing import Any
 import kopf
 
 from redkube.platform.kubernetes.api import (
-    Credentials,
     CredentialsError,
     KubernetesApi,
     load_credentials,
@@ -107,12 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CredentialsError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    import redkube.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+    import redkube.operator.handlers as handlers  # registers the handlers with kopf
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(args, credentials))
+        api = KubernetesApi(credentials)
+        handlers.connect(api)  # one client (and one read of the kubeconfig) for all
+        return loop.run_until_complete(serve(args, api))
     except LeaseNamespaceMissing as error:
         print(
             f"{PROG}: error: {error}: create it, or pass --leader-election-namespace",
@@ -133,7 +134,7 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-async def serve(args: argparse.Namespace, credentials: Credentials) -> int:
+async def serve(args: argparse.Namespace, api: KubernetesApi) -> int:
     stop = asyncio.Event()  # kopf's stop flag: a signal before kopf's own handlers, or a loss
     _on_signals(stop.set)
     kopf_args: dict[str, Any] = {
@@ -143,10 +144,12 @@ async def serve(args: argparse.Namespace, credentials: Credentials) -> int:
         "stop_flag": stop,
     }
     if not args.leader_election:
-        await kopf.operator(**kopf_args)
+        try:
+            await kopf.operator(**kopf_args)
+        finally:
+            await api.close()
         return EXIT_OK
 
-    api = KubernetesApi(credentials)
     elector = LeaderElector(
         api,
         args.leader_election_namespace,

@@ -42,6 +42,12 @@ log = logging.getLogger("redkube.operator")
 _api: KubernetesApi | None = None
 
 
+def connect(client: KubernetesApi) -> None:
+    """Use `client` for every call the handlers make (the entry point shares its own)."""
+    global _api
+    _api = client
+
+
 def api() -> KubernetesApi:
     global _api
     if _api is None:

@@ -67,9 +67,14 @@ def _materialise(entry: Mapping[str, Any], key: str, directory: Path) -> str | N
     return str(path)
 
 
+def default_kubeconfig() -> Path:
+    """Where kubectl looks first: $KUBECONFIG, else ~/.kube/config."""
+    return Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+
+
 def load_credentials(kubeconfig: Path | None = None) -> Credentials:
     """The current context of a kubeconfig, else the Pod's service account."""
-    path = kubeconfig or Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+    path = kubeconfig or default_kubeconfig()
     if not path.exists() and (SERVICE_ACCOUNT / "token").exists():
         host = os.environ["KUBERNETES_SERVICE_HOST"]
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")

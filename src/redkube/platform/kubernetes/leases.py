@@ -31,7 +31,6 @@ from redkube.kubernetes.leasing import (
     new_lease,
     observe,
     release_body,
-    renew_body,
 )
 from redkube.platform.kubernetes.api import KubernetesApi, KubernetesError
 
@@ -209,10 +208,7 @@ class LeaderElector:
             Verdict.FREE: "it was released",
             Verdict.EXPIRED: f"{self.observed.holder} let it expire",
         }[verdict]
-        if verdict is Verdict.MINE:
-            body = renew_body(self.observed, self.identity, self.lease_duration, at)
-        else:
-            body = acquire_body(self.observed, self.identity, self.lease_duration, at)
+        body = acquire_body(self.observed, self.identity, self.lease_duration, at)  # renews ours
         written = await self.api.replace(self.path, body)
         self.observed = observe(self.observed, written, now)
         return True
