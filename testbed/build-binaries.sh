@@ -28,8 +28,8 @@ KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 ETCD_BINS=(etcd etcdctl)
 
 prog="build-binaries.sh"
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { local code="$1"; shift; printf '%s: error: %s\n' "$prog" "$*" >&2; exit "$code"; }
+# shellcheck source=../scripts/gocache.sh
+source "$(dirname "$0")/../scripts/gocache.sh"
 
 # Normalise "1.36.3" -> "v1.36.3" and validate.
 [[ "$KUBE_VERSION" == v* ]] || KUBE_VERSION="v$KUBE_VERSION"
@@ -51,66 +51,8 @@ cache_complete() {
     done
 }
 
-# Fast path: everything already built -> nothing to do (Go not even needed).
-if cache_complete; then
-    echo "$FINAL"
-    exit 0
-fi
-
-# ---- toolchain ---------------------------------------------------------------
-GO="${GO:-$(command -v go 2>/dev/null || true)}"
-if [[ -z "$GO" && -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go; fi
-if [[ -z "$GO" ]] || ! "$GO" version >/dev/null 2>&1; then
-    die 2 "Go toolchain not found (install Go >= 1.26 and put 'go' on PATH, or set GO=/path/to/go)"
-fi
-
-mkdir -p "$CACHE_ROOT"
-
-# Serialise concurrent runs for the same versions; re-check after the lock.
-if command -v flock >/dev/null 2>&1; then
-    exec 9>"$CACHE_ROOT/.$NAME.lock"
-    if ! flock -n 9; then
-        log "another build of $NAME is running; waiting for it ..."
-        flock 9
-    fi
-    if cache_complete; then
-        echo "$FINAL"
-        exit 0
-    fi
-fi
-
-# Be gentle: lowest CPU (and IO) priority, at most 2 packages in parallel.
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-p=2"
-NICE=(nice -n 19)
-if command -v ionice >/dev/null 2>&1; then NICE+=(ionice -c 3); fi
-# go runs as a tracked background child so a TERM/INT to this script stops it too.
-GOPID=
-gocmd() {
-    local rc=0
-    "${NICE[@]}" "$GO" "$@" >&2 &
-    GOPID=$!
-    wait "$GOPID" || rc=$?
-    GOPID=
-    return "$rc"
-}
-
-# Everything is built under a temp dir on the same filesystem as the cache and
-# renamed into place at the end, so an interrupted build never leaves a
-# half-filled cache directory.
-TMP="$(mktemp -d "$CACHE_ROOT/.build-$NAME.XXXXXX")"
-cleanup() { chmod -R u+w "$TMP" 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-on_signal() {
-    log "interrupted; discarding the partial build"
-    if [[ -n "$GOPID" ]]; then kill -INT "$GOPID" 2>/dev/null || true; wait "$GOPID" 2>/dev/null || true; fi
-    exit "$1"
-}
-trap 'on_signal 130' INT
-trap 'on_signal 143' TERM
-BIN="$TMP/bin"
-mkdir -p "$BIN"
+RESULT="$FINAL"
+gocache_start
 
 BUILD_DATE="$(date -u ${SOURCE_DATE_EPOCH:+--date=@$SOURCE_DATE_EPOCH} +%Y-%m-%dT%H:%M:%SZ)"
 
@@ -158,7 +100,6 @@ build_one() { # name pkg moddir ldflags
     log "built $name $5 in $((SECONDS - t0))s ($(du -h "$BIN/$name" | cut -f1))"
 }
 
-START=$SECONDS
 log "building into $FINAL (go: $("$GO" env GOVERSION), GOFLAGS=$GOFLAGS, nice 19)"
 
 # ---- Kubernetes ---------------------------------------------------------------
@@ -248,9 +189,4 @@ go $("$GO" env GOVERSION)
 built $BUILD_DATE
 EOF
 
-if [[ -e "$FINAL" ]]; then   # stale/incomplete dir from elsewhere: swap it out
-    mv "$FINAL" "$TMP/old"
-fi
-mv -T "$BIN" "$FINAL"
-log "done in $((SECONDS - START))s: $FINAL"
-echo "$FINAL"
+gocache_publish
