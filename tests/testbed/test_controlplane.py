@@ -194,8 +194,11 @@ def test_stop_with_a_node_leaves_no_pod_process(bindir: Path, tmp_path: Path) ->
             ),
             "the Pod runs",
         )
-        containers = _processes_rooted_under(cp.workdir)
-        assert containers, "no container process found"
+        # Running is reported once the container's process is spawned; it chroots a moment later,
+        # after its mounts are set up.
+        containers = eventually(
+            lambda: _processes_rooted_under(cp.workdir), "a process chrooted under the workdir"
+        )
         pids = cp.pids
     alive = {name: pid for name, pid in pids.items() if pid_alive(pid)}
     assert not alive, f"still running after stop(): {alive}"
