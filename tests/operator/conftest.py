@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +80,36 @@ def operator(
         yield log
     finally:
         stop_operator(process)
+
+
+LOG_LINES_ON_FAILURE = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """When a test with a namespace fails, its report also shows what the operator logged for
+    that namespace and the namespace's Pods and RedisClusters, so a failure in CI explains
+    itself."""
+    outcome = yield
+    report = outcome.get_result()
+    funcargs = getattr(item, "funcargs", {})
+    namespace, log = funcargs.get("namespace"), funcargs.get("operator")
+    cp = funcargs.get("control_plane")
+    if not report.failed or call.when != "call" or not isinstance(namespace, str):
+        return
+    if isinstance(log, Path) and log.exists():
+        lines = [line for line in log.read_text(errors="replace").splitlines() if namespace in line]
+        report.sections.append(
+            (f"operator log for {namespace}", "\n".join(lines[-LOG_LINES_ON_FAILURE:]))
+        )
+    if isinstance(cp, ControlPlane):
+        for kind in ("pods", "redisclusters"):
+            shown = cp.kubectl("get", kind, "-n", namespace, "-o", "wide", check=False)
+            report.sections.append((f"kubectl get {kind}", shown.stdout + shown.stderr))
+        messages = cp.kubectl(
+            "get", "redisclusters", "-n", namespace, "--no-headers",
+            "-o", "custom-columns=NAME:.metadata.name,MESSAGE:.status.message", check=False,
+        )  # fmt: skip
+        report.sections.append(("RedisCluster status.message", messages.stdout))
