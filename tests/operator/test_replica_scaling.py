@@ -1,6 +1,7 @@
 """Replicas per shard scale out and in with `kubectl apply`: new replicas link to their shard's
-master on other nodes; on the way in, a master sitting on a removed ordinal hands its role over
-(preStop) before its Pod goes, the loop forgets the removed nodes, and every key stays."""
+master on other nodes; on the way in, the operator moves the role of a master sitting on a
+removed ordinal to a replica that stays before it shrinks the StatefulSet, the loop forgets the
+removed nodes, and every key stays."""
 
 from __future__ import annotations
 
@@ -79,3 +80,10 @@ def test_replicas_scale_out_and_in_keeping_every_key(
     assert len(known) == 6, known  # the removed nodes are forgotten
     with cluster_client(cp, namespace, pw) as client:
         assert_keys(client, written)
+    # The operator moved the master role before it shrank the StatefulSet (the preStop hook is
+    # only the fallback).
+    events = cp.kubectl(
+        "get", "events", "-n", namespace, "--field-selector=involvedObject.kind=RedisCluster",
+        "-o", "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
+    ).stdout  # fmt: skip
+    assert "shop-0-2 is master and goes with the scale-in; handing its role over" in events

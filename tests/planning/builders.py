@@ -221,6 +221,22 @@ class Cluster:
         seat.state = MemberState.RUNNING
         return old, new
 
+    def scale_in(self, replicas: int, *, departed_alive: bool) -> list[Node]:
+        """Shards shrink to 1 + ``replicas`` members: the seats on higher ordinals are gone from
+        the platform. Their nodes stay in everyone's tables, still running (``departed_alive``, a
+        Pod still terminating) or dead. Returns the departed nodes."""
+        departed = [self.nodes[seat.node_id] for seat in self.seats if seat.ordinal > replicas]
+        self.replicas = replicas
+        self.seats = [seat for seat in self.seats if seat.ordinal <= replicas]
+        self.order = None
+        for node in departed:
+            node.alive = departed_alive
+            if not departed_alive:
+                for other in self.current_nodes():
+                    if other.master_id == node.node_id:
+                        other.link_up = False
+        return departed
+
     # -- rendering ------------------------------------------------------------------------------
 
     def entry(self, viewer: Node, subject: Node) -> NodeEntry:

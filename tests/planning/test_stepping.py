@@ -626,3 +626,43 @@ def _disrupt(cluster: Cluster, disruption: str, data: st.DataObject) -> dict[int
         if all((shard, o) in wiped for o in range(cluster.replicas + 1))
     }
     return {shard: count for shard, count in keys.items() if shard not in lost}
+
+
+# -- scale-in ------------------------------------------------------------------------------------
+
+
+def test_a_master_removed_by_a_scale_in_without_handing_over_is_replaced() -> None:
+    """The safety net behind the hand-over: a master on a removed ordinal died with its Pod. It is
+    no member any more, so no Pod will come back for it: once the cluster flags it failed, its
+    best remaining replica is promoted and its id forgotten everywhere."""
+    cluster = Cluster.healthy(3, 2)
+    apply(cluster, Failover(cluster.seat(0, 2).address, FailoverMode.DEFAULT, "test"))
+    cluster.node(0, 0).offset, cluster.node(0, 1).offset = 900, 950
+    [gone] = [n for n in cluster.scale_in(1, departed_alive=False) if n.slots]
+    step = step_of(cluster)
+    assert isinstance(step, Failover) and step.certain
+    assert step.replica == cluster.seat(0, 1).address
+    assert "no member any more" in step.reason
+    trace = run(cluster, 30)
+    assert trace[-1] is None
+    assert cluster.node(0, 1).slots == frozenset(allocate_slots(3)[0].slots())
+    assert cluster.node(0, 0).master_id == cluster.node(0, 1).node_id
+    assert all(gone.node_id not in node.known for node in cluster.current_nodes())
+
+
+def test_a_departing_master_still_running_is_not_failed_over() -> None:
+    """Its Pod is still stopping (the preStop hook is handing over): no forced failover."""
+    cluster = Cluster.healthy(3, 2)
+    apply(cluster, Failover(cluster.seat(0, 2).address, FailoverMode.DEFAULT, "test"))
+    for node in cluster.current_nodes():
+        node.link_up = node.master_id is not None
+    cluster.scale_in(1, departed_alive=True)
+    steps = []
+    for _ in range(10):
+        step = step_of(cluster)
+        steps.append(step)
+        if isinstance(step, Wait):
+            break
+        apply(cluster, step)  # the departed replicas are forgotten
+    assert not any(isinstance(step, Failover) for step in steps), steps
+    assert isinstance(step, Wait) and "shard 0 has no master" in step.reason, steps

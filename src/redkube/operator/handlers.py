@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
@@ -25,6 +27,7 @@ from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
+from redkube.operator.handover import hand_over_before_scale_in
 from redkube.planning.assessing import ShardSummary
 from redkube.platform.kubernetes.api import (
     JSON,
@@ -154,7 +157,7 @@ class ClusterRun:
         self.platform = KubernetesPlatform(api(), cluster.namespace, cluster.cluster)
         self.pool = ClientPool(password)
         self.reconciler = Reconciler(
-            cluster.cluster, self.platform, self.pool, self._report, log.info
+            cluster.cluster, self.platform, self.pool, self._report, _cluster_log(cluster)
         )
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None
@@ -184,12 +187,7 @@ class ClusterRun:
             key = (event.at, event.message)
             if key not in self._seen_events:
                 self._seen_events.add(key)
-                failed = event.message.startswith("failed")
-                (kopf.warn if failed else kopf.info)(
-                    as_body(self.body),
-                    reason="Failed" if failed else "Reconciling",
-                    message=event.message,
-                )
+                _post_event(self.body, event.message)
         members = self.platform.members()
         total = len(members)
         running = sum(m.running for m in members)
@@ -219,6 +217,19 @@ class ClusterRun:
             asyncio.get_running_loop().create_task(
                 _patch_status(self.cluster.namespace, self.cluster.name, new_status)
             )
+
+
+def _cluster_log(cluster: RedisCluster) -> Callable[[str], None]:
+    """Log lines named for their cluster (one operator serves many)."""
+    return lambda message: log.info("%s/%s: %s", cluster.namespace, cluster.name, message)
+
+
+def _post_event(body: JSON, message: str) -> None:
+    """An action worth telling the user, as a Kubernetes Event on the object."""
+    failed = message.startswith("failed")
+    (kopf.warn if failed else kopf.info)(
+        as_body(body), reason="Failed" if failed else "Reconciling", message=message
+    )
 
 
 def _failure_reason(error: Exception) -> str:
@@ -260,6 +271,13 @@ async def run_cluster(
                 cluster = parse(body)
                 if generation != applied_generation:
                     password = await _password(cluster)
+                    await hand_over_before_scale_in(
+                        api(),
+                        cluster,
+                        password,
+                        functools.partial(_post_event, body),
+                        _cluster_log(cluster),
+                    )
                     await _apply_owned(cluster, password)
                     if run is None or run.cluster.cluster != cluster.cluster:
                         if run is not None:

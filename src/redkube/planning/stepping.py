@@ -69,9 +69,11 @@ def replaced_ids(observation: Observation) -> set[str]:
 
 
 def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
-    """A master is certainly dead (the platform saw it die, or another ID answers at its
-    address): promote its best replica now, before anything restarts it (a restarted master
-    with lost writes would make its replicas resync from it and drop acknowledged writes)."""
+    """A master is certainly dead (the platform saw it die, another ID answers at its address,
+    or it is no member any more and the cluster flags it failed, as after a scale-in that removed
+    it before it could hand over): promote its best replica now, before anything restarts it (a
+    restarted master with lost writes would make its replicas resync from it and drop
+    acknowledged writes)."""
     views = list(observation.views())
     masters = {
         entry.node_id for view in views for entry in view.known if entry.is_master and entry.slots
@@ -79,12 +81,18 @@ def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
     alive_masters = {view.node_id for view in views if view.myself.is_master and view.myself.slots}
     stopped = {o.member.address: o.member.name for o in observation.members if not o.member.running}
     replaced = replaced_ids(observation)
+    member_addresses = {o.member.address for o in observation.members}
     dead: dict[str, str] = {}
     for entry in orphaned_masters(observation):
         if entry.address in stopped and entry.address is not None:
             dead[entry.node_id] = f"{stopped[entry.address]} died while master"
         elif entry.node_id in replaced:
             dead[entry.node_id] = f"master {entry.node_id[:8]} was replaced by a new node"
+        elif entry.failed and entry.address not in member_addresses:
+            dead[entry.node_id] = (
+                f"master {entry.node_id[:8]} at {entry.address} is no member any more and the "
+                "cluster flags it failed"
+            )
     for dead_id, why in sorted(dead.items()):
         candidates = [
             view

@@ -123,19 +123,29 @@ class KubernetesPlatform:
             await self._zone(pod["spec"].get("nodeName", ""))
         self._changed.set()
 
+    def _pods_path(self) -> tuple[str, dict[str, str]]:
+        return (
+            f"/api/v1/namespaces/{self.namespace}/pods",
+            {"labelSelector": f"{CLUSTER_LABEL}={self.spec.name}"},
+        )
+
+    async def refresh(self) -> str:
+        """List the cluster's Pods once, replacing what was known; returns the list's
+        resourceVersion (to watch from)."""
+        listing = await self.api.get(*self._pods_path())
+        self._pods = {}
+        for pod in listing.get("items") or []:
+            await self._update("ADDED", pod)
+        self.synced.set()
+        self._changed.set()
+        return str(listing["metadata"]["resourceVersion"])
+
     async def watch(self, stop: asyncio.Event) -> None:
         """List and watch the cluster's Pods until `stop` is set."""
-        path = f"/api/v1/namespaces/{self.namespace}/pods"
-        params = {"labelSelector": f"{CLUSTER_LABEL}={self.spec.name}"}
+        path, params = self._pods_path()
         while not stop.is_set():
             try:
-                listing = await self.api.get(path, params)
-                self._pods = {}
-                for pod in listing.get("items") or []:
-                    await self._update("ADDED", pod)
-                self.synced.set()
-                self._changed.set()
-                version = listing["metadata"]["resourceVersion"]
+                version = await self.refresh()
                 async for kind, obj in self.api.watch(path, version, params):
                     if kind == "ERROR":
                         break
