@@ -1,9 +1,10 @@
 """kopf handlers: one daemon per RedisCluster runs the shared reconcile loop on its Pods.
 
 The daemon is level-triggered: every few seconds it reads the object again, applies the objects
-the cluster owns when the spec changed (server-side apply; the password Secret only if absent),
-and keeps one Reconciler running with the Kubernetes platform. The Reconciler's reports become
-the object's status, its actions Kubernetes Events.
+the cluster owns when the spec changed or someone else changed them (server-side apply; the
+password Secret only if absent; see `drifting.py`), and keeps one Reconciler running with the
+Kubernetes platform. The Reconciler's reports become the object's status, its actions Kubernetes
+Events.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
+from redkube.operator.drifting import take_drift
 from redkube.operator.handover import hand_over_before_scale_in
 from redkube.planning.assessing import ShardSummary
 from redkube.platform.kubernetes.api import (
@@ -256,6 +258,7 @@ async def run_cluster(
     run: ClusterRun | None = None
     applied_generation = -1
     last_failure: tuple[str, str] | None = None
+    drifted: list[str] = []  # changes others made to owned objects, not yet undone
     try:
         while not stopped:
             try:
@@ -267,9 +270,14 @@ async def run_cluster(
                 await stopped.wait(RESYNC_S)
                 continue
             generation = int(body["metadata"].get("generation", 0))
+            drifted += [c for c in take_drift(namespace, name) if c not in drifted]
             try:
                 cluster = parse(body)
-                if generation != applied_generation:
+                if generation != applied_generation or drifted:
+                    if drifted and generation == applied_generation:
+                        message = "restoring owned objects: " + "; ".join(drifted)
+                        _cluster_log(cluster)(message)
+                        _post_event(body, message)
                     password = await _password(cluster)
                     await hand_over_before_scale_in(
                         api(),
@@ -286,6 +294,7 @@ async def run_cluster(
                         run.start()
                     run.generation = generation
                     applied_generation = generation
+                    drifted = []
                 last_failure = None
             except (SpecError, SecretProblem, KubernetesError) as error:
                 reason = _failure_reason(error)
