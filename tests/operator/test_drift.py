@@ -12,19 +12,9 @@ import pytest
 from redkube.testbed import ControlPlane
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
 from tests.operator.test_kubectl_workflow import cluster_client, password, running_pods
-from tests.operator.test_replica_scaling import ready_with
+from tests.operator.test_replica_scaling import CLUSTER, ready_with
 from tests.testbed.kube import apply, events, eventually, get
 
-CLUSTER = """\
-apiVersion: redkube.io/v1alpha1
-kind: RedisCluster
-metadata: {name: shop}
-spec:
-  shards: 3
-  replicasPerShard: 1
-  image: valkey/valkey:9.1
-  storage: {size: 1Gi}
-"""
 RESTORING = "restoring owned objects"
 
 
@@ -51,7 +41,7 @@ def test_scaled_statefulset_and_deleted_service_are_restored(
     control_plane: ControlPlane, operator: Path, namespace: str
 ) -> None:
     cp = control_plane
-    apply(cp, namespace, CLUSTER)
+    apply(cp, namespace, CLUSTER % {"replicas": 1})
     eventually(lambda: ready_with(cp, namespace, 6), "Ready with 6 Pods", 180)
     pw = password(cp, namespace)
     with cluster_client(cp, namespace, pw) as client:

@@ -7,11 +7,7 @@ operator applies its objects again. Status written by Kubernetes' own controller
 
 from __future__ import annotations
 
-from typing import Any
-
-from redkube.kubernetes.building import API_VERSION, KIND
-
-JSON = dict[str, Any]
+from redkube.kubernetes.building import API_VERSION, JSON, KIND
 
 OWNED_KINDS: tuple[tuple[str, str, str], ...] = (
     ("apps", "v1", "statefulsets"),

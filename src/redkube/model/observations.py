@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from redkube.model.addresses import Address
 from redkube.model.members import Member
 from redkube.model.nodes import NodeEntry, NodeView
 
@@ -28,6 +29,10 @@ class Observation:
     def names_by_id(self) -> dict[str, str]:
         """Node ID -> member name, for every reachable member."""
         return {o.view.node_id: o.member.name for o in self.members if o.view is not None}
+
+    def member_addresses(self) -> frozenset[Address | None]:
+        """Where the platform's members are (None for one without an address yet)."""
+        return frozenset(o.member.address for o in self.members)
 
     def member_ids(self) -> frozenset[str]:
         return frozenset(view.node_id for view in self.views())

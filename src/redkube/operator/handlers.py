@@ -274,17 +274,14 @@ async def run_cluster(
             try:
                 cluster = parse(body)
                 if generation != applied_generation or drifted:
+                    say = _cluster_log(cluster)
                     if drifted and generation == applied_generation:
                         message = "restoring owned objects: " + "; ".join(drifted)
-                        _cluster_log(cluster)(message)
+                        say(message)
                         _post_event(body, message)
                     password = await _password(cluster)
                     await hand_over_before_scale_in(
-                        api(),
-                        cluster,
-                        password,
-                        functools.partial(_post_event, body),
-                        _cluster_log(cluster),
+                        api(), cluster, password, functools.partial(_post_event, body), say
                     )
                     await _apply_owned(cluster, password)
                     if run is None or run.cluster.cluster != cluster.cluster:

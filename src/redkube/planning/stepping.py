@@ -81,7 +81,7 @@ def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
     alive_masters = {view.node_id for view in views if view.myself.is_master and view.myself.slots}
     stopped = {o.member.address: o.member.name for o in observation.members if not o.member.running}
     replaced = replaced_ids(observation)
-    member_addresses = {o.member.address for o in observation.members}
+    member_addresses = observation.member_addresses()
     dead: dict[str, str] = {}
     for entry in orphaned_masters(observation):
         if entry.address in stopped and entry.address is not None:
@@ -167,7 +167,7 @@ def reset_foreign_nodes(spec: ClusterSpec, observation: Observation) -> Step:
     a copied nodes.conf). Meeting it would gossip that cluster's nodes and slots into ours, so an
     empty one is reset first; one that holds data is left alone and reported."""
     member_ids = observation.member_ids()
-    member_addresses = {o.member.address for o in observation.members}
+    member_addresses = observation.member_addresses()
     for observed in observation.members:
         view = observed.view
         if view is None:
@@ -265,7 +265,7 @@ def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
 
 def forget_stale_nodes(spec: ClusterSpec, observation: Observation) -> Step:
     views = list(observation.views())
-    member_addresses = {o.member.address for o in observation.members}
+    member_addresses = observation.member_addresses()
     for node_id in stale_ids(observation):
         if any(view.myself.master_id == node_id for view in views):
             continue  # a replica still follows it: attach that replica first
