@@ -33,6 +33,8 @@ class Member:
     address: Address | None
     domain: FailureDomain
     state: MemberState
+    # Still running but on its way out (a Pod with a deletionTimestamp): not a healthy member.
+    terminating: bool = False
 
     @property
     def running(self) -> bool:
