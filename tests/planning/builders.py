@@ -22,9 +22,11 @@ from redkube.model.observations import MemberObservation, Observation
 from redkube.model.slots import ALL_SLOTS
 from redkube.model.specs import ClusterSpec
 from redkube.planning.allocating import allocate_slots
+from redkube.planning.placing import place_members
 
 CLUSTER = "demo"
 VERSION = "valkey 9.1.2"
+HOSTS = 3  # failure domains members are placed on, as the local platform does
 
 
 def make_node_id(label: str) -> str:
@@ -55,6 +57,9 @@ class Node:
     opinions: dict[str, frozenset[str]] = field(default_factory=dict)
     # Where this node believes another node is, when that differs from where it really is.
     seen_at: dict[str, Address | None] = field(default_factory=dict)
+    # What this node believes another node serves and follows (slots, master id), when that
+    # differs from what the other node says of itself: news it missed before it went down.
+    beliefs: dict[str, tuple[frozenset[int], str | None]] = field(default_factory=dict)
     migrating: dict[int, str] = field(default_factory=dict)
     importing: dict[int, str] = field(default_factory=dict)
     cluster_ok: bool | None = None  # None: derived from slot coverage
@@ -106,6 +111,8 @@ class Cluster:
         """Every member running a brand-new node: epoch 0, no slots, knows nobody."""
         cluster = cls(shards, replicas, {}, [], salt=salt)
         per_shard = replicas + 1
+        hosts = [FailureDomain(f"host-{i}", f"zone-{i % 2}") for i in range(HOSTS)]
+        placement = place_members(shards, per_shard, hosts)
         for shard in range(shards):
             for ordinal in range(per_shard):
                 index = shard * per_shard + ordinal
@@ -117,7 +124,7 @@ class Cluster:
                         shard=shard,
                         ordinal=ordinal,
                         address=address,
-                        domain=FailureDomain(f"host-{index % 3}", f"zone-{index % 2}"),
+                        domain=placement[(shard, ordinal)],
                         state=MemberState.RUNNING,
                         node_id=node.node_id,
                     )
@@ -237,11 +244,53 @@ class Cluster:
                         other.link_up = False
         return departed
 
+    def promote_unseen(self, shard: int) -> tuple[Node, Node]:
+        """A graceful failover in ``shard`` (a preStop hand-over) that its old master never
+        heard of: the replica serves the slots with a newer epoch, everyone else knows, but the
+        old master still believes it is master of them (it went down first). Returns (old master,
+        new master)."""
+        old = next(
+            node
+            for node in self.current_nodes()
+            if node.is_master and node.slots and self.seat_of(node).shard == shard
+        )
+        new = next(node for node in self.current_nodes() if node.master_id == old.node_id)
+        new.master_id = None
+        new.slots = old.slots
+        new.epoch = max(node.epoch for node in self.nodes.values()) + 1
+        for node in self.current_nodes():
+            if node.master_id == old.node_id and node is not new:
+                node.master_id = new.node_id
+            if node is not old:
+                node.beliefs[old.node_id] = (frozenset(), None)
+        old.beliefs[new.node_id] = (frozenset(), old.node_id)
+        return old, new
+
+    def restart_all_elsewhere(self, first: int = 100) -> None:
+        """Every member restarts at once with a new address (every Pod deleted, new IPs), keeping
+        its data and nodes.conf: each node knows the others only at their old addresses and
+        flags them failed until it hears from them again."""
+        old = {node.node_id: node.address for node in self.current_nodes()}
+        for index, seat in enumerate(self.seats):
+            seat.address = Address(f"127.0.{first + 1}.{index + 1}")
+            self.nodes[seat.node_id].address = seat.address
+        for node in self.current_nodes():
+            for node_id in node.known:
+                node.seen_at[node_id] = old.get(node_id)
+                node.opinions[node_id] = frozenset({"fail"})
+            node.link_up = False
+
+    def seat_of(self, node: Node) -> Seat:
+        return next(seat for seat in self.seats if seat.node_id == node.node_id)
+
     # -- rendering ------------------------------------------------------------------------------
 
     def entry(self, viewer: Node, subject: Node) -> NodeEntry:
         myself = subject is viewer
-        flags = {"slave" if subject.master_id else "master"}
+        slots, master_id = subject.slots, subject.master_id
+        if not myself and subject.node_id in viewer.beliefs:
+            slots, master_id = viewer.beliefs[subject.node_id]
+        flags = {"slave" if master_id else "master"}
         if myself:
             flags.add("myself")
         elif subject.node_id in viewer.opinions:
@@ -254,10 +303,10 @@ class Cluster:
             if myself
             else viewer.seen_at.get(subject.node_id, subject.address),
             flags=frozenset(flags),
-            master_id=subject.master_id,
+            master_id=master_id,
             config_epoch=subject.epoch,
             connected=myself or subject.alive,
-            slots=subject.slots,
+            slots=slots,
             migrating=dict(subject.migrating) if myself else {},
             importing=dict(subject.importing) if myself else {},
         )

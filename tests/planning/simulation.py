@@ -5,13 +5,15 @@ Redis would answer with an error, so a plan that Redis would reject fails the te
 
 * SET-CONFIG-EPOCH only on a node that knows nobody and has epoch 0;
 * ADDSLOTS only on a master, only for slots unassigned in that node's own view;
-* MEET makes both nodes know each other;
+* MEET makes both nodes know each other; masters that can talk and claim the same slots settle
+  them by config epoch (the lower epoch loses them and, left without slots, follows the winner);
 * REPLICATE only towards a known master, and a master only if it has no slots and no keys;
   the replication link comes up on the next ``Wait``;
 * FAILOVER FORCE only completes with a majority of slot-serving masters alive (they vote);
   TAKEOVER always completes; the replica takes its master's slots and its sibling replicas;
 * FORGET not of oneself nor of one's own master, only of a known node;
-* a Wait lets time pass: replication links come up, unreachable members answer again.
+* a Wait lets time pass: replication links come up, unreachable members answer again, nodes that
+  can reach each other catch up on each other's news.
 
 Redis' own automatic failover is deliberately not modelled: planning must not depend on it.
 """
@@ -73,6 +75,9 @@ def apply(cluster: Cluster, step: Step) -> None:
                 target.opinions.pop(source.node_id, None)
                 source.seen_at.pop(target.node_id, None)
                 target.seen_at.pop(source.node_id, None)
+                source.beliefs.pop(target.node_id, None)
+                target.beliefs.pop(source.node_id, None)
+            _settle_claims(cluster)
         case Replicate(assignments):
             for address, master_id in assignments:
                 _replicate(cluster, cluster.node_at(address), master_id)
@@ -97,9 +102,13 @@ def _tick(cluster: Cluster) -> None:
     for seat in cluster.seats:
         seat.error = None
     for node in cluster.current_nodes():
-        # Failure detection catches up: suspicions about live nodes clear.
-        for node_id in [i for i in node.opinions if cluster.nodes[i].alive]:
+        # Failure detection catches up: suspicions about live nodes it can reach clear, and it
+        # hears their news.
+        for node_id in [i for i in node.opinions if _reaches(cluster, node, i)]:
             del node.opinions[node_id]
+        for node_id in [i for i in node.beliefs if _reaches(cluster, node, i)]:
+            del node.beliefs[node_id]
+    _settle_claims(cluster)
     for node in cluster.current_nodes():
         if node.master_id is None or not node.alive:
             continue
@@ -108,6 +117,36 @@ def _tick(cluster: Cluster) -> None:
             node.link_up = True
             node.keys = master.keys
             node.offset = master.offset
+
+
+def _reaches(cluster: Cluster, node: Node, node_id: str) -> bool:
+    other = cluster.nodes[node_id]
+    return other.alive and node.seen_at.get(node_id, other.address) == other.address
+
+
+def _settle_claims(cluster: Cluster) -> None:
+    """Two live masters that can talk and claim the same slots: Redis keeps the claim with the
+    higher config epoch (UPDATE messages); a master left without slots becomes a replica of the
+    node that took its last slot."""
+    settled = False
+    while not settled:
+        settled = True
+        masters = [n for n in cluster.current_nodes() if n.alive and n.is_master and n.slots]
+        for a in masters:
+            for b in masters:
+                talk = (b.node_id in a.known and _reaches(cluster, a, b.node_id)) or (
+                    a.node_id in b.known and _reaches(cluster, b, a.node_id)
+                )
+                if a is b or not talk or not a.slots & b.slots or a.epoch >= b.epoch:
+                    continue
+                a.slots = a.slots - b.slots
+                if not a.slots:
+                    a.master_id = b.node_id
+                    a.link_up = False
+                settled = False
+                break
+            if not settled:
+                break
 
 
 def _start(cluster: Cluster, name: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from redkube.model.members import MemberState
@@ -200,3 +202,36 @@ def test_shard_without_a_serving_master_has_none() -> None:
     cluster.stop(0, 0)
     first, _ = assess(cluster.spec(), cluster.observe()).shards
     assert (first.master, first.replicas, first.slots) == (None, (), "")
+
+
+def test_healthy_members_count_only_members_that_serve_their_shard() -> None:
+    cluster = Cluster.healthy(3, 1)
+    assert assess(cluster.spec(), cluster.observe()).healthy_members == 6
+    cluster.node(1, 1).link_up = False
+    cluster.node(2, 0).cluster_ok = False
+    assert assess(cluster.spec(), cluster.observe()).healthy_members == 4
+
+
+def test_a_full_outage_has_no_healthy_member() -> None:
+    """Every Pod may run (and answer PING) while no node reaches another."""
+    cluster = Cluster.healthy(3, 1)
+    cluster.restart_all_elsewhere()
+    for node in cluster.current_nodes():
+        node.cluster_ok = False
+    health = assess(cluster.spec(), cluster.observe())
+    assert health.healthy_members == 0 and not health.ok
+
+
+def test_a_terminating_member_is_a_problem_and_not_healthy() -> None:
+    cluster = Cluster.healthy(3, 1)
+    observation = cluster.observe()
+    leaving = observation.members[0]
+    member = replace(leaving.member, terminating=True)
+    observation = replace(
+        observation, members=(replace(leaving, member=member), *observation.members[1:])
+    )
+    health = assess(cluster.spec(), observation)
+    assert f"{member.name} is terminating" in health.problems
+    assert health.healthy_members == 5
+    step = next_step(cluster.spec(), observation)
+    assert step is not None and "terminating" in step.describe()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -541,7 +542,16 @@ def _check_converged(cluster: Cluster, kept_data: dict[int, int]) -> None:
     assert health.linked_replicas == cluster.shards * cluster.replicas
 
 
-DISRUPTIONS = ["none", "kill", "kill_wipe", "kill_two", "wipe_running", "unreachable", "link"]
+DISRUPTIONS = [
+    "none",
+    "kill",
+    "kill_wipe",
+    "kill_two",
+    "wipe_running",
+    "unreachable",
+    "link",
+    "restart_all",
+]
 
 
 @pytest.mark.parametrize("disruption", DISRUPTIONS)
@@ -616,6 +626,12 @@ def _disrupt(cluster: Cluster, disruption: str, data: st.DataObject) -> dict[int
     elif disruption == "unreachable":
         target = data.draw(st.sampled_from(positions), label="unreachable")
         cluster.seat(*target).error = "timeout"
+    elif disruption == "restart_all":
+        if cluster.replicas:
+            for shard in range(cluster.shards):
+                if data.draw(st.booleans(), label=f"unseen hand-over in shard {shard}"):
+                    cluster.promote_unseen(shard)
+        cluster.restart_all_elsewhere()
     elif disruption == "link":
         replicas: list[Node] = [n for n in cluster.current_nodes() if not n.is_master]
         if replicas:
@@ -666,3 +682,197 @@ def test_a_departing_master_still_running_is_not_failed_over() -> None:
         apply(cluster, step)  # the departed replicas are forgotten
     assert not any(isinstance(step, Failover) for step in steps), steps
     assert isinstance(step, Wait) and "shard 0 has no master" in step.reason, steps
+
+
+# -- full restarts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shards", "replicas"), [(3, 1), (3, 2), (5, 1)])
+@pytest.mark.parametrize("handed_over", [0, 1, 2])
+def test_every_member_restarting_at_new_addresses_heals(
+    shards: int, replicas: int, handed_over: int
+) -> None:
+    """Every Pod deleted at once: all come back at new IPs, each knowing the others only at their
+    old ones, and ``handed_over`` shards had a preStop hand-over that their old master never saw
+    (two nodes claim the same slots). They are all of one cluster: meet them and let Redis settle
+    the claims by config epoch."""
+    cluster = Cluster.healthy(shards, replicas)
+    promoted = [cluster.promote_unseen(shard)[1] for shard in range(handed_over)]
+    for node in cluster.current_nodes():
+        node.link_up = not node.is_master
+    cluster.restart_all_elsewhere()
+    trace = run(cluster, 20, check=_check_safety)
+    assert trace[-1] is None
+    assert not any(isinstance(step, Failover) and step.certain for step in trace), trace
+    _check_converged(cluster, {})
+    for shard, node in enumerate(promoted):
+        assert node.is_master and node.slots == frozenset(allocate_slots(shards)[shard].slots())
+
+
+def test_a_stranger_claiming_our_slots_is_still_refused() -> None:
+    """A node of another cluster (no node id in common) that claims slots ours serve."""
+    cluster = Cluster.healthy(2, 0)
+    stranger = cluster.node(1, 0)
+    for node in cluster.current_nodes():
+        node.known.discard(stranger.node_id)
+    stranger.known = set()
+    stranger.epoch = 9
+    stranger.slots = frozenset(range(0, 100))  # also served by shard 0's master
+    step = step_of(cluster)
+    assert isinstance(step, Wait) and "refusing" in step.reason
+
+
+# -- no idle loop while something is wrong ---------------------------------------------------------
+
+
+def _assert_busy_while_unhealthy(cluster: Cluster) -> Step:
+    observation = cluster.observe()
+    step = next_step(cluster.spec(), observation)
+    health = assess(cluster.spec(), observation)
+    assert step is not None or health.ok, f"nothing to do, yet: {health.problems}"
+    return step
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(used_clusters())
+def test_never_nothing_to_do_while_assess_finds_a_problem(cluster: Cluster) -> None:
+    """From arbitrary states (and the states the loop walks through from them): whenever
+    ``next_step`` says there is nothing to do, ``assess`` finds nothing wrong."""
+    for _ in range(12):
+        step = _assert_busy_while_unhealthy(cluster)
+        if step is None:
+            return
+        try:
+            apply(cluster, step)
+        except AssertionError:
+            return  # a step Redis would refuse: another test's concern
+
+
+DISRUPTIONS_IN_A_ROW = [
+    "kill",
+    "wipe",
+    "restart_all",
+    "hand_over",
+    "scale_in",
+    "suspect",
+    "unreachable",
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shards=st.integers(1, 4),
+    replicas=st.integers(1, 2),
+    disruptions=st.lists(st.sampled_from(DISRUPTIONS_IN_A_ROW), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_never_idle_through_disruptions_between_steps(
+    shards: int, replicas: int, disruptions: list[str], data: st.DataObject
+) -> None:
+    """A healthy cluster, disrupted again and again while the loop works (after a random number
+    of its steps): at every point, "nothing to do" means nothing is wrong, and the loop ends
+    healthy."""
+    cluster = Cluster.healthy(shards, replicas)
+    for disruption in disruptions:
+        for _ in range(data.draw(st.integers(0, 4), label="steps before")):
+            step = _assert_busy_while_unhealthy(cluster)
+            if step is None:
+                break
+            apply(cluster, step)
+        positions = [(seat.shard, seat.ordinal) for seat in cluster.seats]
+        victim = data.draw(st.sampled_from(positions), label="victim")
+        if disruption == "kill" and cluster.seat(*victim).state is MemberState.RUNNING:
+            cluster.stop(*victim)
+        elif disruption == "wipe" and cluster.seat(*victim).state is MemberState.RUNNING:
+            cluster.wipe_running(*victim)
+        elif disruption == "restart_all" and all(
+            seat.state is MemberState.RUNNING for seat in cluster.seats
+        ):
+            cluster.restart_all_elsewhere(first=100 + len(cluster.nodes))
+        elif disruption == "hand_over" and _handed_over(cluster, victim[0]):
+            pass
+        elif disruption == "scale_in" and cluster.replicas > 0:
+            cluster.scale_in(cluster.replicas - 1, departed_alive=data.draw(st.booleans()))
+        elif disruption == "suspect" and len(positions) > 1:
+            viewer = cluster.node(*data.draw(st.sampled_from(positions), label="viewer"))
+            subject = cluster.node(*victim)
+            if subject is not viewer:
+                viewer.opinions[subject.node_id] = frozenset({"fail?"})
+        elif disruption == "unreachable":
+            cluster.seat(*victim).error = "timeout"
+    current = {seat.node_id for seat in cluster.seats}
+    for node in cluster.nodes.values():
+        if node.node_id not in current and node.alive:
+            node.alive = False  # a scaled-in Pod ends its termination
+            for other in cluster.current_nodes():
+                if other.master_id == node.node_id:
+                    other.link_up = False
+    trace = [_assert_busy_while_unhealthy(cluster)]
+    for _ in range(30):
+        if trace[-1] is None:
+            break
+        apply(cluster, trace[-1])
+        trace.append(_assert_busy_while_unhealthy(cluster))
+    last = trace[-1]
+    # Deliberate, named refusals: a member whose every peer is gone or unknown (its shard-mates
+    # scaled in while another lost its data) looks like another cluster's node; slots whose only
+    # copy left with a scale-in are not given away.
+    refused = isinstance(last, Wait) and (
+        "belongs to another cluster" in last.reason or "no member serves" in last.reason
+    )
+    assert last is None or refused, [s.describe() if s else "done" for s in trace[-5:]]
+
+
+def _handed_over(cluster: Cluster, shard: int) -> bool:
+    """A graceful failover in the shard that its master never heard of, if the shard is whole."""
+    members = [cluster.nodes[seat.node_id] for seat in cluster.seats if seat.shard == shard]
+    masters = [node for node in members if node.is_master and node.slots and node.alive]
+    if len(masters) != 1 or not any(
+        node.master_id == masters[0].node_id and node.alive for node in members
+    ):
+        return False
+    cluster.promote_unseen(shard)
+    return True
+
+
+# -- FORGET's ban --------------------------------------------------------------------------------
+
+
+def test_a_member_whose_id_was_just_forgotten_is_waited_for_not_met() -> None:
+    """Replicas scaled in, then out again within a minute (their volumes kept): their IDs come
+    back, and Valkey drops a MEET of an ID it was told to FORGET in the last 60 s. The loop says
+    how long instead of meeting in vain."""
+    cluster = Cluster.healthy(3, 1)
+    back = cluster.node(1, 1)
+    for node in cluster.current_nodes():
+        node.known.discard(back.node_id)
+    observation = replace(cluster.observe(), banned={back.node_id: 42.4})
+    step = next_step(cluster.spec(), observation)
+    assert isinstance(step, Wait)
+    assert "demo-1-1" in step.reason and "42s more" in step.reason
+    assert isinstance(next_step(cluster.spec(), cluster.observe()), Meet)  # once the ban is over
+
+
+def test_a_stale_id_whose_slots_members_serve_is_forgotten() -> None:
+    """A node that missed the news still shows a gone node owning slots a member serves now:
+    forgetting it loses nothing, so it is forgotten (it used to block the loop)."""
+    cluster = Cluster.healthy(3, 1)
+    ghost = cluster.new_node(Address("127.0.100.99"))
+    ghost.alive = False
+    viewer = cluster.node(2, 0)
+    viewer.known.add(ghost.node_id)
+    viewer.beliefs[ghost.node_id] = (frozenset(range(10)), None)
+    assert step_of(cluster) == Forget(ghost.node_id, (viewer.address,))
+
+
+def test_a_stale_id_owning_slots_nobody_serves_is_a_named_wait() -> None:
+    cluster = Cluster.healthy(3, 1)
+    ghost = cluster.new_node(Address("127.0.100.99"))
+    ghost.alive = False
+    ghost.slots = frozenset({16383})
+    cluster.node(2, 0).slots -= {16383}
+    for node in cluster.current_nodes():
+        node.known.add(ghost.node_id)
+        node.cluster_ok = True  # as with cluster-require-full-coverage no
+    step = step_of(cluster)
+    assert isinstance(step, Wait) and "no member serves" in step.reason, step

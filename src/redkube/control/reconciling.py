@@ -8,17 +8,18 @@ a change or the resync period ends. Errors are reported and retried with a growi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
 from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.executing import execute
 from redkube.admin.observing import observe
-from redkube.control.statuses import Event, LoopStatus, Phase
-from redkube.model.actions import StartMembers, Step, Wait
+from redkube.control.statuses import Event, LoopStatus, phase_of
+from redkube.model.actions import Forget, StartMembers, Step, Wait
 from redkube.model.members import MemberState
 from redkube.model.specs import ClusterSpec
-from redkube.planning.assessing import assess
+from redkube.planning.assessing import assess, claimed_slots
 from redkube.planning.stepping import next_step
 from redkube.platform import Platform
 
@@ -26,6 +27,9 @@ RESYNC_S = 1.0
 WAIT_POLL_S = 0.02
 MAX_ERROR_PAUSE_S = 5.0
 EVENTS_KEPT = 30
+# A node refuses a node ID it was told to FORGET for 60 s (CLUSTER_BLACKLIST_TTL in Redis and
+# Valkey; Valkey drops a MEET of it after the handshake). One more second for clock skew.
+FORGET_BAN_S = 61.0
 
 
 class Reconciler:
@@ -43,7 +47,7 @@ class Reconciler:
         self._report = report
         self._log = log
         self._events: list[Event] = []
-        self._ever_ready = False
+        self._forgotten: dict[str, float] = {}  # node ID -> when this loop last forgot it
         self._errors = 0
         self._last_wait: str | None = None
 
@@ -52,8 +56,14 @@ class Reconciler:
         self._log(message)
         self._events = [*self._events, Event(time.time(), message)][-EVENTS_KEPT:]
 
+    def _bans(self) -> dict[str, float]:
+        now = time.monotonic()
+        self._forgotten = {i: t for i, t in self._forgotten.items() if now - t < FORGET_BAN_S}
+        return {i: FORGET_BAN_S - (now - t) for i, t in self._forgotten.items()}
+
     async def run_once(self) -> Step:
         observation = await observe(self.platform.members(), self.pool)
+        observation = dataclasses.replace(observation, banned=self._bans())
         step = next_step(self.spec, observation)
         health = assess(self.spec, observation)
         error: str | None = None
@@ -63,6 +73,8 @@ class Reconciler:
         if step is not None and not isinstance(step, Wait):
             self.record(step.describe())
             try:
+                if isinstance(step, Forget):
+                    self._forgotten[step.node_id] = time.monotonic()
                 if isinstance(step, StartMembers):
                     await self.platform.start(step.names)
                 else:
@@ -72,18 +84,14 @@ class Reconciler:
                 error = str(failure)
                 self._errors += 1
                 self.record(f"failed: {error}")
-        ready = step is None and health.ok
-        self._ever_ready = self._ever_ready or ready
-        phase = Phase.HEALING if self._ever_ready else Phase.BOOTSTRAPPING
-        if ready:
-            phase = Phase.READY
         self._report(
             LoopStatus(
-                phase=phase,
+                phase=phase_of(step, health, formed=bool(claimed_slots(observation))),
                 step="in sync with the spec" if step is None else step.describe(),
                 problems=health.problems,
                 masters=health.masters,
                 linked_replicas=health.linked_replicas,
+                healthy_members=health.healthy_members,
                 shards=health.shards,
                 error=error,
                 events=tuple(self._events),

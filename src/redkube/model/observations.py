@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from redkube.model.addresses import Address
 from redkube.model.members import Member
@@ -20,6 +20,9 @@ class MemberObservation:
 @dataclass(frozen=True)
 class Observation:
     members: tuple[MemberObservation, ...]
+    # Node ID -> seconds left of the ban a recent CLUSTER FORGET put on it (servers do not report
+    # it; the loop remembers what it forgot).
+    banned: Mapping[str, float] = field(default_factory=dict)
 
     def views(self) -> Iterator[NodeView]:
         for observed in self.members:

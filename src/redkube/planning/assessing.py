@@ -106,6 +106,9 @@ class Health:
     masters: int
     linked_replicas: int
     shards: tuple[ShardSummary, ...] = ()
+    # Members that run, are not terminating, report cluster_state:ok, and serve as their shard's
+    # one master or as a linked replica of it.
+    healthy_members: int = 0
 
     @property
     def ok(self) -> bool:
@@ -118,6 +121,8 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
         member = observed.member
         if member.state is not MemberState.RUNNING:
             problems.append(f"{member.name} is {member.state.value}")
+        elif member.terminating:
+            problems.append(f"{member.name} is terminating")
         elif observed.view is None:
             problems.append(f"{member.name} unreachable: {observed.error or 'no address'}")
     uncovered = ALL_SLOTS - claimed_slots(observation)
@@ -133,6 +138,7 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     linked = 0
     name_of = observation.names_by_id()
     shards: list[ShardSummary] = []
+    serving: set[str] = set()  # node IDs of one-master-per-shard masters and their linked replicas
     for shard in range(spec.shards):
         found = shard_masters(spec, observation, shard)
         if len(found) != 1:
@@ -141,6 +147,7 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
             continue
         masters += 1
         master = found[0]
+        serving.add(master.node_id)
         followers: list[str] = []
         for view in shard_views(spec, observation, shard):
             if view is master:
@@ -153,9 +160,19 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
                 problems.append(f"{view.address} replication link down")
             else:
                 linked += 1
+                serving.add(view.node_id)
         slots = describe_ranges(ranges_of(master.myself.slots))
         shards.append(ShardSummary(shard, name_of[master.node_id], tuple(followers), slots))
     for view in observation.views():
         if not view.cluster_ok:
             problems.append(f"{view.address} reports cluster_state:fail")
-    return Health(tuple(problems), masters, linked, tuple(shards))
+    healthy = sum(
+        1
+        for o in observation.members
+        if o.member.running
+        and not o.member.terminating
+        and o.view is not None
+        and o.view.cluster_ok
+        and o.view.node_id in serving
+    )
+    return Health(tuple(problems), masters, linked, tuple(shards), healthy)

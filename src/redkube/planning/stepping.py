@@ -168,6 +168,10 @@ def reset_foreign_nodes(spec: ClusterSpec, observation: Observation) -> Step:
     empty one is reset first; one that holds data is left alone and reported."""
     member_ids = observation.member_ids()
     member_addresses = observation.member_addresses()
+    if len(member_ids) < 2:
+        # One member alone has nobody to gossip strangers to: what it knows beyond itself can
+        # only be stale (a one-shard cluster whose replicas were scaled in), forgotten later.
+        return None
     for observed in observation.members:
         view = observed.view
         if view is None:
@@ -193,8 +197,18 @@ def reset_foreign_nodes(spec: ClusterSpec, observation: Observation) -> Step:
 
 
 def meet(spec: ClusterSpec, observation: Observation) -> Step:
-    """Every member must know every other member at its current address (pods get new IPs)."""
+    """Every member must know every other member at its current address (pods get new IPs).
+
+    Members that share history (one knows the other's node ID, or both know a third member) are
+    one cluster, however stale their views: after every Pod restarted at once, a master that went
+    down before hearing of its replica's promotion still claims its old slots. Redis settles such
+    claims by config epoch once they talk, so they are introduced. Only a node with no member ID
+    in common with the source that claims slots the source sees served (another cluster's node)
+    is refused. A node ID this loop forgot is refused by Valkey for a while (FORGET's ban): the
+    loop waits for the ban to end rather than meet in vain."""
     views = list(observation.views())
+    member_ids = observation.member_ids()
+    names = observation.names_by_id()
     pairs: list[tuple[Address, Address]] = []
     for source in views:
         for target in views:
@@ -203,18 +217,34 @@ def meet(spec: ClusterSpec, observation: Observation) -> Step:
             entry = source.entry(target.node_id)
             if entry is not None and entry.address == target.address:
                 continue
-            claimed_by_others = {
-                slot for e in source.known if e.node_id != target.node_id for slot in e.slots
-            }
-            if target.myself.slots & claimed_by_others:
+            if not _share_history(source, target, member_ids):
+                claimed_by_others = {
+                    slot for e in source.known if e.node_id != target.node_id for slot in e.slots
+                }
+                if target.myself.slots & claimed_by_others:
+                    return Wait(
+                        f"{target.address} claims slots that {source.address} sees served by "
+                        "others and shares no node with it (another cluster?); refusing to merge "
+                        "them"
+                    )
+            banned = observation.banned.get(target.node_id)
+            if banned is not None and banned > 0:
                 return Wait(
-                    f"{target.address} claims slots that {source.address} sees served by others; "
-                    "refusing to merge them"
+                    f"{names[target.node_id]} ({target.node_id[:8]}) was forgotten recently; "
+                    f"the servers refuse it for {banned:.0f}s more (FORGET ban) before a meet"
                 )
             pairs.append((source.address, target.address))
     if pairs:
         return Meet(tuple(pairs))
     return None
+
+
+def _share_history(source: NodeView, target: NodeView, member_ids: frozenset[str]) -> bool:
+    """Whether two nodes have a current member in common among the IDs they know (themselves
+    included): nodes of one cluster do, another cluster's node does not."""
+    known_by_source = {entry.node_id for entry in source.known}
+    known_by_target = {entry.node_id for entry in target.known}
+    return bool(known_by_source & known_by_target & member_ids)
 
 
 def assign_uncovered_slots(spec: ClusterSpec, observation: Observation) -> Step:
@@ -264,22 +294,51 @@ def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
 
 
 def forget_stale_nodes(spec: ClusterSpec, observation: Observation) -> Step:
-    views = list(observation.views())
-    member_addresses = observation.member_addresses()
-    for node_id in stale_ids(observation):
-        if any(view.myself.master_id == node_id for view in views):
-            continue  # a replica still follows it: attach that replica first
-        entries = list(observation.entries_about(node_id))
-        if any(entry.slots for entry in entries):
-            replaced = all(entry.failed and entry.address in member_addresses for entry in entries)
-            if not replaced:
-                continue  # still owns slots: a failover must come first
-        on = tuple(view.address for view in views if view.entry(node_id) is not None)
-        return Forget(node_id, on)
+    """Forget node IDs no member has any more, on every node at once (those that may not be
+    forgotten yet are waited for by ``wait_for_stale_nodes``, once nothing else is waited on)."""
+    forget, _ = _stale_nodes(observation)
+    return forget
+
+
+def wait_for_stale_nodes(spec: ClusterSpec, observation: Observation) -> Step:
+    _, blocked = _stale_nodes(observation)
+    if blocked:
+        return Wait(blocked[0] + (f", and {len(blocked) - 1} more" if len(blocked) > 1 else ""))
     return None
 
 
+def _stale_nodes(observation: Observation) -> tuple[Forget | None, list[str]]:
+    """The first stale ID that may be forgotten, and why the others may not: an ID is kept while
+    a replica follows it (it is re-attached first) or while it owns slots that no member serves
+    and it was not replaced at a member's address (its data may be the only copy: a failover,
+    or its return, comes first)."""
+    views = list(observation.views())
+    member_addresses = observation.member_addresses()
+    served = {slot for view in views if view.myself.is_master for slot in view.myself.slots}
+    blocked: list[str] = []
+    for node_id in stale_ids(observation):
+        if any(view.myself.master_id == node_id for view in views):
+            blocked.append(f"a member still replicates stale node {node_id[:8]}")
+            continue
+        entries = list(observation.entries_about(node_id))
+        owned = {slot for entry in entries for slot in entry.slots}
+        replaced = all(entry.failed and entry.address in member_addresses for entry in entries)
+        if owned - served and not replaced:
+            where = next((str(e.address) for e in entries if e.address is not None), "no address")
+            blocked.append(
+                f"stale node {node_id[:8]} (last at {where}) owns {len(owned - served)} slots no "
+                "member serves; it is kept until a replica takes them over or it comes back"
+            )
+            continue
+        on = tuple(view.address for view in views if view.entry(node_id) is not None)
+        return Forget(node_id, on), blocked
+    return None, blocked
+
+
 def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
+    for observed in observation.members:
+        if observed.member.terminating:
+            return Wait(f"{observed.member.name} is terminating")
     names = {o.view.address: o.member.name for o in observation.members if o.view is not None}
     for view in observation.views():
         if view.myself.role is Role.REPLICA and not view.master_link_up:
@@ -306,4 +365,5 @@ RULES: tuple[Rule, ...] = (
     attach_replicas,
     forget_stale_nodes,
     wait_for_settling,
+    wait_for_stale_nodes,
 )
