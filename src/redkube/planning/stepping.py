@@ -7,6 +7,7 @@ Bootstrap ("create") only ever happens on nodes that hold no slots, no keys and 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from redkube.model.actions import (
@@ -354,6 +355,43 @@ def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
     return None
 
 
+def spread_masters(spec: ClusterSpec, observation: Observation) -> Step:
+    """Once all is well: masters spread over hosts, so that losing one host loses as few masters
+    as possible. Failovers (and the scheduler, on Kubernetes) can leave two masters on one host;
+    then a linked replica on a host holding at least two masters fewer takes over, by a graceful
+    failover (no write lost), one at a time. Each move lowers the sum of squared masters per
+    host, so the moves end."""
+    members = {o.view.node_id: o.member for o in observation.members if o.view is not None}
+    masters: list[tuple[int, NodeView]] = []
+    for shard in range(spec.shards):
+        found = shard_masters(spec, observation, shard)
+        if len(found) != 1:
+            return None
+        masters.append((shard, found[0]))
+    per_host: Counter[str] = Counter(members[m.node_id].domain.host for _, m in masters)
+    moves: list[tuple[int, int, int, NodeView, NodeView]] = []
+    for shard, master in masters:
+        host = members[master.node_id].domain.host
+        for view in shard_views(spec, observation, shard):
+            if view.myself.master_id != master.node_id or not view.master_link_up:
+                continue
+            other = members[view.node_id].domain.host
+            gain = per_host[host] - per_host[other]
+            if gain >= 2:
+                moves.append((-gain, shard, -view.replication_offset, view, master))
+    if not moves:
+        return None
+    _, shard, _, replica, master = min(moves, key=lambda move: move[:3])
+    host = members[master.node_id].domain.host
+    return Failover(
+        replica.address,
+        FailoverMode.DEFAULT,
+        f"spreading masters: {host} serves {per_host[host]} of them; "
+        f"{members[replica.node_id].name} on {members[replica.node_id].domain.host} takes over "
+        f"shard {shard}",
+    )
+
+
 RULES: tuple[Rule, ...] = (
     fail_over_dead_masters,
     start_stopped_members,
@@ -366,4 +404,5 @@ RULES: tuple[Rule, ...] = (
     forget_stale_nodes,
     wait_for_settling,
     wait_for_stale_nodes,
+    spread_masters,
 )
