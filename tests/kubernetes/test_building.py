@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
 
-from redkube.kubernetes.building import build_all, redis_conf
-from redkube.kubernetes.clusters import parse
+from redkube.kubernetes import building
+from redkube.kubernetes.building import build_all, build_config_map, build_statefulset, redis_conf
+from redkube.kubernetes.clusters import RedisCluster, parse
 from redkube.model.specs import SpecError
 
 JSON = dict[str, Any]
@@ -152,3 +154,154 @@ def test_render_without_uid_sets_no_owner() -> None:
 def test_bad_specs_get_one_clear_message(spec: JSON, fragment: str) -> None:
     with pytest.raises(SpecError, match=fragment.replace(".", r"\.")):
         parse(cluster_object(**spec))
+
+
+# -- Pod basics: grace period, hooks and probes, memory, disruption budgets ----------------------
+
+
+def pod_spec(cluster: RedisCluster, shard: int = 0) -> JSON:
+    spec: JSON = build_statefulset(cluster, shard)["spec"]["template"]["spec"]
+    return spec
+
+
+def test_grace_period_covers_the_prestop_hand_over_and_a_clean_shutdown() -> None:
+    spec = pod_spec(parse(cluster_object()))
+    assert spec["terminationGracePeriodSeconds"] == building.GRACE_SECONDS
+    assert building.GRACE_SECONDS >= building.PRESTOP_MAX_S + building.SHUTDOWN_S
+    # The hook's worst case: three cut-off calls, the hand-over wait and one more poll.
+    assert building.PRESTOP_MAX_S > 4 * building.CLI_TIMEOUT_S + building.HANDOVER_WAIT_S
+
+
+@pytest.mark.parametrize("script", ["prestop.sh", "ready.sh"])
+def test_every_redis_cli_call_in_the_hooks_and_probes_has_a_timeout(script: str) -> None:
+    text = build_config_map(parse(cluster_object()))["data"][script]
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    calls = re.findall(r"(\S+ \S+ )?redis-cli", code)
+    assert calls, text
+    assert all(re.fullmatch(r"timeout \d+ ", prefix) for prefix in calls), text
+
+
+def test_the_container_quotes_its_logs_when_it_fails_and_probes_membership() -> None:
+    (container,) = pod_spec(parse(cluster_object()))["containers"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    probe = container["readinessProbe"]
+    assert probe["exec"]["command"] == ["sh", "/etc/redkube/ready.sh"]
+    # Both bounded redis-cli calls fit in the probe's own timeout.
+    assert probe["timeoutSeconds"] > 2 * building.PROBE_CLI_TIMEOUT_S
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "redis"}
+
+
+@pytest.mark.parametrize(
+    ("limit", "maxmemory"),
+    [
+        ("1Gi", 805306368),  # 3/4 of 1073741824
+        ("1.5Gi", 1207959552),
+        ("512Mi", 402653184),
+        ("1G", 750000000),
+        (268435456, 201326592),
+    ],
+)
+def test_maxmemory_follows_the_memory_limit(limit: str | int, maxmemory: int) -> None:
+    cluster = parse(cluster_object(resources={"limits": {"memory": limit}}))
+    assert f"maxmemory {maxmemory}" in redis_conf(cluster).splitlines()
+    assert building.maxmemory_for(1000) == 750
+
+
+@pytest.mark.parametrize("key", ["maxmemory", "MAXMEMORY"])
+def test_the_users_maxmemory_wins(key: str) -> None:
+    cluster = parse(cluster_object(resources={"limits": {"memory": "1Gi"}}, config={key: "100mb"}))
+    lines = [line for line in redis_conf(cluster).splitlines() if "maxmemory" in line.lower()]
+    assert lines == [f"{key} 100mb"]
+
+
+def test_no_memory_limit_no_maxmemory() -> None:
+    requests_only = parse(cluster_object(resources={"requests": {"memory": "1Gi"}}))
+    assert "maxmemory" not in redis_conf(requests_only)
+    assert "maxmemory" not in redis_conf(parse(cluster_object()))
+
+
+def test_integer_config_values_are_written_as_text() -> None:
+    cluster = parse(cluster_object(config={"hz": 10, "maxmemory": 1048576, "loglevel": "notice"}))
+    conf = redis_conf(cluster).splitlines()
+    assert {"hz 10", "maxmemory 1048576", "loglevel notice"} <= set(conf)
+    assert cluster.config["hz"] == "10"
+
+
+@pytest.mark.parametrize(
+    ("replicas", "allow", "max_unavailable"),
+    [(0, None, 0), (0, False, 0), (0, True, 1), (1, None, 1), (2, False, 1)],
+)
+def test_a_shard_without_replicas_is_never_drained(
+    replicas: int, allow: bool | None, max_unavailable: int
+) -> None:
+    spec: JSON = {"replicasPerShard": replicas, "storage": {}}
+    if allow is not None:
+        spec["allowDisruptionWithoutReplicas"] = allow
+    cluster = parse(cluster_object(**spec))
+    budgets = by_kind(build_all(cluster, "pw"))["PodDisruptionBudget"]
+    assert [b["spec"]["maxUnavailable"] for b in budgets] == [max_unavailable] * 3
+    assert budgets[1]["spec"]["selector"]["matchLabels"] == {
+        "redkube.io/cluster": "cache",
+        "redkube.io/shard": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"config": {"maxmemory": "lots"}}, 'spec.config maxmemory must be a memory size such'
+         ' as 100mb, 1gb or 12345 (digits and an optional unit b, k, kb, m, mb, g or gb);'
+         ' got "lots"'),
+        ({"config": {"maxmemory": "1.5gb"}}, "config maxmemory must be a memory size"),
+        ({"config": {"MaxMemory": -1}}, 'config MaxMemory must be a memory size'),
+        ({"config": {"hz": "ten"}}, 'spec.config hz must be a whole number, 0 or more, such as'
+         ' 10; got "ten"'),
+        ({"config": {"timeout": "010"}}, "config timeout must be a whole number, 0 or more"),
+        ({"config": {"maxclients": 0}}, "config maxclients must be a whole number, 1 or more"),
+        ({"config": {"databases": "0"}}, "config databases must be a whole number, 1 or more"),
+        ({"config": {"slowlog-log-slower-than": "-"}}, "must be a whole number such as -1"),
+        ({"config": {"lazyfree-lazy-eviction": "1"}}, 'config lazyfree-lazy-eviction must be'
+         ' yes or no'),
+        ({"config": {"replica-read-only": 1}}, "config replica-read-only must be yes or no"),
+        ({"config": {"maxmemory-policy": "lru"}}, 'config maxmemory-policy must be one of'
+         ' volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu,'
+         ' allkeys-random, noeviction; got "lru"'),
+        ({"config": {"appendfsync": "sometimes"}}, "config appendfsync must be one of always,"
+         " everysec, no"),
+        ({"config": {"loglevel": "loud"}}, "config loglevel must be one of debug, verbose,"
+         " notice, warning, nothing"),
+        ({"config": {"activerehashing": True}}, "spec.config activerehashing must be a string or"
+         " an integer (got True); quote yes, no"),
+        ({"config": {"hz": 10.5}}, "spec.config hz must be a string or an integer (got 10.5)"),
+        ({"config": {"hz": "10\nport 1"}}, "spec.config values must be a single line: hz"),
+        ({"allowDisruptionWithoutReplicas": "yes"}, "spec.allowDisruptionWithoutReplicas must be"
+         " true or false"),
+        ({"resources": {"limits": {"memory": "lots"}}}, "spec.resources.limits.memory must be a"
+         " quantity such as 512Mi or 1.5Gi (got 'lots')"),
+        ({"resources": {"limits": {"memory": "-1Gi"}}}, "spec.resources.limits.memory must be"),
+    ],
+    ids=lambda v: str(v)[:40],
+)  # fmt: skip
+def test_config_values_the_server_would_refuse_are_refused(spec: JSON, fragment: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse(cluster_object(**spec))
+    assert fragment in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"maxmemory": "100mb"}, {"maxmemory": "1GB"}, {"maxmemory": "12345"}, {"maxmemory": 0},
+        {"hz": 10}, {"hz": "0"}, {"maxclients": "10000"}, {"slowlog-log-slower-than": -1},
+        {"lazyfree-lazy-eviction": "YES"}, {"replica-read-only": "no"},
+        {"maxmemory-policy": "ALLKEYS-LRU"}, {"appendfsync": "everysec"},
+        {"loglevel": "nothing"},
+        # Keys whose format redkube does not know are passed on as they are.
+        {"notify-keyspace-events": "Ex"}, {"save": ""}, {"list-max-listpack-size": -2},
+        {"some-future-directive": "whatever it takes"},
+    ],
+    ids=lambda v: str(v)[:40],
+)  # fmt: skip
+def test_config_values_the_server_accepts_are_accepted(config: JSON) -> None:
+    cluster = parse(cluster_object(config=config))
+    assert cluster.config == {k: str(v) for k, v in config.items()}

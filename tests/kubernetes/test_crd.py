@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from redkube.kubernetes import resources
+from redkube.kubernetes.clusters import parse
 from redkube.model import specs
+from redkube.model.specs import SpecError
 from redkube.testbed import ControlPlane
 
 JSON = dict[str, Any]
@@ -39,6 +41,7 @@ DEFAULT_SPEC: JSON = {
         "zoneSpread": True,
     },
     "pvcRetention": "Retain",
+    "allowDisruptionWithoutReplicas": False,
 }
 
 
@@ -111,6 +114,8 @@ def test_limits_agree_with_the_python_checks() -> None:
     assert resources.MIN_NODE_TIMEOUT_MS == specs.MIN_NODE_TIMEOUT_MS
     assert specs.NAME_PATTERN.pattern == resources.NAME_PATTERN
     assert len(set(resources.FORBIDDEN_CONFIG_KEYS)) == len(resources.FORBIDDEN_CONFIG_KEYS)
+    assert not set(resources.CONFIG_FORMATS) & set(resources.FORBIDDEN_CONFIG_KEYS)
+    assert all(key == key.lower() for key in resources.CONFIG_FORMATS)
     names = resources.custom_resource_definition()["spec"]["names"]
     assert (names["kind"], names["plural"], names["shortNames"]) == (
         "RedisCluster",
@@ -198,6 +203,7 @@ def test_status_is_a_subresource(cp: ControlPlane) -> None:
         "readyNodes": "6/6",
         "observedGeneration": 1,
         "message": "",
+        "problems": ["x-0-1 CrashLoopBackOff (last exit code 1)", "x-0-2 Unschedulable"],
         "conditions": [
             {
                 "type": "Ready",
@@ -275,6 +281,44 @@ BAD = [
         "pvc-retention-keep",
         {"pvcRetention": "Keep"},
         'spec.pvcRetention: Unsupported value: "Keep": supported values: "Retain", "Delete"',
+    ),
+    (
+        "config-maxmemory-lots",
+        {"config": {"maxmemory": "lots"}},
+        "spec.config: Invalid value: config maxmemory must be a memory size such as"
+        ' 100mb, 1gb or 12345 (digits and an optional unit b, k, kb, m, mb, g or gb); got "lots"',
+    ),
+    (
+        "config-hz-words",
+        {"config": {"HZ": "ten"}},
+        'config HZ must be a whole number, 0 or more, such as 10; got "ten"',
+    ),
+    (
+        "config-maxclients-0",
+        {"config": {"maxclients": 0}},
+        'config maxclients must be a whole number, 1 or more, such as 16; got "0"',
+    ),
+    (
+        "config-yes-no-as-number",
+        {"config": {"lazyfree-lazy-eviction": 1}},
+        "config lazyfree-lazy-eviction must be yes or no (quoted: YAML reads a bare yes or no as"
+        ' a boolean); got "1"',
+    ),
+    (
+        "config-policy",
+        {"config": {"maxmemory-policy": "lru"}},
+        "config maxmemory-policy must be one of volatile-lru, volatile-lfu, volatile-random,"
+        ' volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction; got "lru"',
+    ),
+    (
+        "config-boolean",
+        {"config": {"appendfsync": True}},
+        "spec.config.appendfsync in body must be of type integer,string",
+    ),
+    (
+        "allow-disruption-string",
+        {"allowDisruptionWithoutReplicas": "yes"},
+        "spec.allowDisruptionWithoutReplicas in body must be of type boolean",
     ),
     (
         "memory-quantity",
@@ -373,3 +417,58 @@ def test_cache_mode_keeps_a_replica(cp: ControlPlane) -> None:
     assert (
         apply(cp, "bare", {"replicasPerShard": 0, "config": {"maxmemory": "1mb"}}).returncode == 0
     )
+
+
+# -- config values: admission and the parser agree -----------------------------------------------
+
+CONFIG_CASES: list[JSON] = [
+    {"hz": 10},
+    {"hz": "10"},
+    {"hz": "010"},
+    {"hz": -1},
+    {"hz": "ten"},
+    {"maxmemory": "100mb"},
+    {"maxmemory": "1GB"},
+    {"maxmemory": 12345},
+    {"maxmemory": "1.5gb"},
+    {"maxmemory": "50%"},
+    {"MAXMEMORY": "lots"},
+    {"maxclients": "0"},
+    {"databases": 16},
+    {"slowlog-log-slower-than": -1},
+    {"slowlog-log-slower-than": "+1"},
+    {"replica-read-only": "No"},
+    {"replica-read-only": "true"},
+    {"maxmemory-policy": "ALLKEYS-LRU"},
+    {"maxmemory-policy": "lru"},
+    {"appendfsync": "always"},
+    {"appendfsync": 1},
+    {"loglevel": "nothing"},
+    {"list-max-listpack-size": -2},  # not a key redkube checks
+    {"notify-keyspace-events": "KEA"},
+]
+
+
+def parser_accepts(config: JSON) -> bool:
+    try:
+        parse({"metadata": {"name": "agree"}, "spec": {"config": config}})
+    except SpecError:
+        return False
+    return True
+
+
+def test_admission_and_the_parser_agree_on_config_values(cp: ControlPlane) -> None:
+    disagree = []
+    for config in CONFIG_CASES:
+        done = apply(cp, "agree", {"config": config}, "--dry-run=server")
+        if (done.returncode == 0) != parser_accepts(config):
+            disagree.append((config, done.returncode, done.stderr.strip()))
+    assert not disagree
+
+
+def test_integer_config_values_read_back_as_integers(cp: ControlPlane) -> None:
+    config = {"hz": 10, "maxmemory": "100mb", "maxmemory-policy": "allkeys-lru"}
+    done = apply(cp, "numbers", {"config": config})
+    assert done.returncode == 0, done.stderr
+    assert read(cp, "numbers")["spec"]["config"] == config
+    assert parse(read(cp, "numbers")).config["hz"] == "10"

@@ -12,6 +12,7 @@ Names, for a RedisCluster `c`:
 from __future__ import annotations
 
 import base64
+from fractions import Fraction
 from typing import Any
 
 from redkube.kubernetes.clusters import RedisCluster
@@ -24,12 +25,29 @@ KIND = "RedisCluster"
 REDIS_PORT = 6379
 BUS_PORT = 16379
 SERVER_USER = 999
-GRACE_SECONDS = 30
 ZONE_LABEL = "topology.kubernetes.io/zone"
 PASSWORD_KEY = "password"
 CONFIG_DIR = "/etc/redkube"
 RUN_DIR = "/run/redkube"
 DATA_DIR = "/data"
+
+# Every redis-cli call in the hooks and probes is bounded with `timeout` (redis-cli's own `-t`
+# exists only from Redis 7.2): a hung or unreachable server must not hang a hook or a probe.
+CLI_TIMEOUT_S = 2
+PROBE_CLI_TIMEOUT_S = 1
+HANDOVER_WAIT_S = 10
+"""How long preStop waits for the replica it asked to CLUSTER FAILOVER to take the role over."""
+PRESTOP_MAX_S = 4 * CLI_TIMEOUT_S + HANDOVER_WAIT_S + 2
+"""preStop at worst: ROLE, INFO and CLUSTER FAILOVER each cut off after CLI_TIMEOUT_S, then ROLE
+polls until HANDOVER_WAIT_S has passed (the last poll may start just before the deadline: one
+more CLI_TIMEOUT_S), plus 2 s for the one-second clock (`date +%s`) and the last 0.2 s sleep."""
+SHUTDOWN_S = 30
+"""After preStop, SIGTERM: Redis waits up to `shutdown-timeout` (10 s) for its replicas to catch
+up, then writes its RDB snapshot and flushes the AOF; 30 s leaves 20 s for the writes."""
+GRACE_SECONDS = PRESTOP_MAX_S + SHUTDOWN_S
+"""terminationGracePeriodSeconds: covers the whole preStop hand-over and a clean shutdown
+(Kubernetes counts the preStop hook inside the grace period)."""
+MAXMEMORY_SHARE = Fraction(3, 4)
 
 START_SCRIPT = f"""\
 #!/bin/sh
@@ -42,22 +60,36 @@ exec "$REDKUBE_SERVER" {CONFIG_DIR}/redis.conf --include {RUN_DIR}/auth.conf \\
   --bind "$POD_IP" --bind-source-addr "$POD_IP" --cluster-announce-ip "$POD_IP"
 """
 
-PRESTOP_SCRIPT = """\
+PRESTOP_SCRIPT = f"""\
 #!/bin/sh
 # Before a master stops, hand its role to an in-sync replica, so clients see no errors.
+# Bounded (terminationGracePeriodSeconds covers it): every redis-cli call is cut off after
+# {CLI_TIMEOUT_S}s, the wait for the replica to take over after {HANDOVER_WAIT_S}s.
 set -u
-role() { redis-cli -h "$1" role 2>/dev/null | head -n 1; }
+cli() {{ timeout {CLI_TIMEOUT_S} redis-cli "$@"; }}
+role() {{ cli -h "$1" role 2>/dev/null | head -n 1; }}
 [ "$(role "$POD_IP")" = "master" ] || exit 0
-replica=$(redis-cli -h "$POD_IP" info replication | tr -d '\\r' \\
+replica=$(cli -h "$POD_IP" info replication | tr -d '\\r' \\
   | sed -n 's/^slave[0-9]*:ip=\\([^,]*\\),.*state=online.*/\\1/p' | head -n 1)
 [ -n "$replica" ] || exit 0
-redis-cli -h "$replica" cluster failover >/dev/null 2>&1 || exit 0
-i=0
-while [ "$i" -lt 100 ]; do
+cli -h "$replica" cluster failover >/dev/null 2>&1 || exit 0
+deadline=$(($(date +%s) + {HANDOVER_WAIT_S}))
+while [ "$(date +%s)" -lt "$deadline" ]; do
   [ "$(role "$POD_IP")" = "slave" ] && exit 0
   sleep 0.2
-  i=$((i + 1))
 done
+"""
+
+READY_SCRIPT = f"""\
+#!/bin/sh
+# Ready only as a working member of a working cluster: CLUSTER INFO says cluster_state:ok and,
+# on a replica, INFO replication says master_link_status:up. A node not (yet) in the cluster, or
+# in a failed one, gets no client traffic through the Service.
+set -u
+cli() {{ timeout {PROBE_CLI_TIMEOUT_S} redis-cli -h "$POD_IP" "$@" 2>/dev/null | tr -d '\\r'; }}
+cli cluster info | grep -qx 'cluster_state:ok' || exit 1
+link=$(cli info replication | grep '^master_link_status:')
+[ -z "$link" ] || [ "$link" = "master_link_status:up" ]
 """
 
 
@@ -109,13 +141,31 @@ def statefulset_name(cluster: RedisCluster, shard: int) -> str:
     return f"{cluster.name}-{shard}"
 
 
+def maxmemory_for(limit: int) -> int:
+    """maxmemory for a container whose memory limit is `limit` bytes: MAXMEMORY_SHARE (3/4).
+
+    maxmemory bounds the dataset only. The rest of the container's memory goes to what Redis
+    does not count against it: the replication buffers (backlog, replicas' output) during a
+    sync, the copy-on-write pages of the forked child that writes RDB snapshots, rewrites the
+    AOF and feeds diskless full syncs (up to the whole dataset again under heavy writes, usually
+    far less), allocator fragmentation, client buffers and Lua. With a quarter kept for those,
+    a full dataset is refused (OOM errors, or evictions by maxmemory-policy) instead of the
+    kernel killing the container and the shard losing its master.
+    """
+    return int(limit * MAXMEMORY_SHARE)
+
+
 def redis_conf(cluster: RedisCluster) -> str:
     settings = [
         ("port", str(REDIS_PORT)),
         ("dir", DATA_DIR),
         *cluster_settings(cluster.cluster, aof=cluster.aof),
-        *sorted(cluster.config.items()),
     ]
+    limit = cluster.memory_limit
+    user_keys = {key.lower() for key in cluster.config}
+    if limit and "maxmemory" not in user_keys:
+        settings.append(("maxmemory", str(maxmemory_for(limit))))
+    settings += sorted(cluster.config.items())
     return render(settings)
 
 
@@ -128,6 +178,7 @@ def build_config_map(cluster: RedisCluster) -> JSON:
             "redis.conf": redis_conf(cluster),
             "start.sh": START_SCRIPT,
             "prestop.sh": PRESTOP_SCRIPT,
+            "ready.sh": READY_SCRIPT,
         },
     }
 
@@ -180,12 +231,18 @@ def build_client_service(cluster: RedisCluster) -> JSON:
 
 
 def build_pod_disruption_budget(cluster: RedisCluster, shard: int) -> JSON:
-    """At most one node of a shard down by choice (drains, evictions) at a time."""
+    """At most one node of a shard down by choice (drains, evictions) at a time; none at all
+    when the shard has no replica, since its one Pod holds the only copy of the shard's data
+    (unless spec.allowDisruptionWithoutReplicas says the user accepts losing it)."""
+    alone = cluster.cluster.replicas == 0 and not cluster.allow_disruption_without_replicas
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(cluster, statefulset_name(cluster, shard), shard),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(cluster, shard)}},
+        "spec": {
+            "maxUnavailable": 0 if alone else 1,
+            "selector": {"matchLabels": selector(cluster, shard)},
+        },
     }
 
 
@@ -217,7 +274,6 @@ def _env(cluster: RedisCluster) -> list[JSON]:
 
 
 def _container(cluster: RedisCluster) -> JSON:
-    ping = 'redis-cli -h "$POD_IP" ping | grep -q PONG'
     container: JSON = {
         "name": "server",
         "image": cluster.image,
@@ -227,10 +283,12 @@ def _container(cluster: RedisCluster) -> JSON:
             {"name": "redis", "containerPort": REDIS_PORT},
             {"name": "bus", "containerPort": BUS_PORT},
         ],
+        # Ready = a working member of a working cluster (see READY_SCRIPT); the headless
+        # Service publishes not-ready Pods, so nodes still find each other to form it.
         "readinessProbe": {
-            "exec": {"command": ["sh", "-c", ping]},
+            "exec": {"command": ["sh", f"{CONFIG_DIR}/ready.sh"]},
             "periodSeconds": 2,
-            "timeoutSeconds": 2,
+            "timeoutSeconds": 2 * PROBE_CLI_TIMEOUT_S + 1,
             "failureThreshold": 3,
         },
         "livenessProbe": {
@@ -240,6 +298,9 @@ def _container(cluster: RedisCluster) -> JSON:
             "failureThreshold": 6,
         },
         "lifecycle": {"preStop": {"exec": {"command": ["sh", f"{CONFIG_DIR}/prestop.sh"]}}},
+        # A server that exits at once (a config value it refuses) leaves its last log lines as
+        # the termination message: the operator quotes them in the RedisCluster's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -7,12 +7,15 @@ crash on an object that slipped past admission.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from redkube.kubernetes.resources import (
+    CONFIG_FORMATS,
     DEFAULT_IMAGE,
     FORBIDDEN_CONFIG_KEYS,
     GROUP,
@@ -22,10 +25,46 @@ from redkube.kubernetes.resources import (
     MAX_SHARDS,
     PLURAL,
     VERSION,
+    config_value_message,
 )
 from redkube.model.specs import ClusterSpec, SpecError
 
 IMAGE = re.compile(IMAGE_PATTERN)
+
+# A Kubernetes resource quantity: a decimal number, then a binary (Ki..Ei) or decimal (n..E)
+# suffix or a decimal exponent (1e3); as k8s.io/apimachinery's resource.ParseQuantity reads it.
+QUANTITY = re.compile(
+    r"(?P<number>[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))"
+    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?"
+)
+BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def parse_quantity(value: str | int) -> Fraction:
+    """A Kubernetes quantity as an exact number: `1.5Gi` -> 1610612736, `500m` -> 1/2, `1e3`
+    -> 1000, `128974848` -> 128974848; ValueError when it is not a quantity."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a quantity: {value!r}")
+    if isinstance(value, int):
+        return Fraction(value)
+    found = QUANTITY.fullmatch(value)
+    if found is None:
+        raise ValueError(f"not a quantity: {value!r}")
+    number = Fraction(found["number"])
+    suffix = found["suffix"] or ""
+    if suffix in BINARY_SUFFIXES:
+        return number * Fraction(1024) ** BINARY_SUFFIXES[suffix]
+    if suffix in DECIMAL_SUFFIXES:
+        return number * Fraction(10) ** DECIMAL_SUFFIXES[suffix]
+    if suffix:
+        return number * Fraction(10) ** int(suffix[1:])
+    return number
+
+
+def memory_bytes(value: str | int) -> int:
+    """A memory quantity in whole bytes, rounded up as Kubernetes does (`1.5Gi` -> 1610612736)."""
+    return math.ceil(parse_quantity(value))
 
 
 def cluster_path(namespace: str, name: str) -> str:
@@ -62,6 +101,7 @@ class RedisCluster:
     placement: Placement
     resources: Mapping[str, Any] = field(default_factory=dict)
     pvc_retention: str = "Retain"
+    allow_disruption_without_replicas: bool = False
 
     @property
     def family(self) -> str:
@@ -72,12 +112,65 @@ class RedisCluster:
     def secret_name(self) -> str:
         return self.auth_secret or f"{self.name}-auth"
 
+    @property
+    def memory_limit(self) -> int | None:
+        """spec.resources.limits.memory in bytes; None when not set."""
+        limit = (self.resources.get("limits") or {}).get("memory")
+        return None if limit is None else memory_bytes(limit)
+
 
 def _int(spec: Mapping[str, Any], key: str, default: int) -> int:
     value = spec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"spec.{key} must be an integer (got {value!r})")
     return value
+
+
+def _bool(spec: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"spec.{key} must be true or false (got {value!r})")
+    return value
+
+
+def _config(raw: Any) -> dict[str, str]:
+    """spec.config as redis.conf text: integers become strings (`hz: 10`); the values of the keys
+    in CONFIG_FORMATS must have their format (the CRD's CEL rules check the same)."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.config must be an object")
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise SpecError(
+                f"spec.config {key} must be a string or an integer (got {value!r}); quote yes,"
+                " no, true, false and numbers with a fraction"
+            )
+    config = {str(key): str(value) for key, value in raw.items()}
+    multiline = sorted(k for k, v in config.items() if "\n" in v or "\r" in v)
+    if multiline:
+        raise SpecError(f"spec.config values must be a single line: {', '.join(multiline)}")
+    for key, value in raw.items():
+        value_format = CONFIG_FORMATS.get(str(key).lower())
+        if value_format is not None and not value_format.accepts(value):
+            message = config_value_message(str(key), str(value), value_format.expected)
+            raise SpecError(f"spec.{message}")
+    return config
+
+
+def _resources(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.resources must be an object")
+    limit = (raw.get("limits") or {}).get("memory")
+    if limit is not None:
+        try:
+            valid = memory_bytes(limit) >= 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise SpecError(
+                f"spec.resources.limits.memory must be a quantity such as 512Mi or 1.5Gi "
+                f"(got {limit!r})"
+            )
+    return dict(raw)
 
 
 def parse(obj: Mapping[str, Any]) -> RedisCluster:
@@ -110,11 +203,8 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
             f"spec.image {image!r} must be Redis 7.x (redis:7...) or Valkey 8/9 "
             "(valkey/valkey:8... or :9...)"
         )
-    config = {str(k): str(v) for k, v in (spec.get("config") or {}).items()}
+    config = _config(spec.get("config") or {})
     forbidden = sorted(k for k in config if k.lower() in FORBIDDEN_CONFIG_KEYS)
-    multiline = sorted(k for k, v in config.items() if "\n" in v or "\r" in v)
-    if multiline:
-        raise SpecError(f"spec.config values must be a single line: {', '.join(multiline)}")
     if forbidden:
         raise SpecError(
             f"spec.config must not set keys the operator manages: {', '.join(forbidden)}"
@@ -145,6 +235,7 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
             required=anti == "required",
             zone_spread=bool(placement_raw.get("zoneSpread", True)),
         ),
-        resources=dict(spec.get("resources") or {}),
+        resources=_resources(spec.get("resources") or {}),
         pvc_retention=retention,
+        allow_disruption_without_replicas=_bool(spec, "allowDisruptionWithoutReplicas", False),
     )

@@ -6,7 +6,9 @@ The apiserver itself fills in the defaults and refuses bad objects, through the 
 and the CEL rules (`x-kubernetes-validations`) below, so a mistake is reported to whoever runs
 `kubectl apply`, not discovered later by the operator. Transition rules (those using `oldSelf`)
 refuse the changes the operator cannot carry out: fewer shards, adding or removing storage,
-another storage class.
+another storage class. spec.config values of common keys must have the format the server reads
+(CONFIG_FORMATS: memory sizes, whole numbers, yes/no, enums), so a value it would refuse to start
+with is refused at `kubectl apply`; other keys are passed on unchecked.
 
 Defaults: `spec`, `placement`, `persistence` and `auth` default to `{}`, so an object with no
 spec at all reads back with every default filled in (`auth: {}` means "generate a Secret").
@@ -16,7 +18,9 @@ spec at all reads back with every default filled in (`auth: {}` means "generate 
 from __future__ import annotations
 
 import json
+import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 JSON = dict[str, Any]
@@ -65,6 +69,94 @@ FORBIDDEN_CONFIG_KEYS = (
 CONFIG_KEY_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9]{0,63}$"
 MAX_CONFIG_KEYS = 64
 MAX_CONFIG_VALUE = 1024
+
+
+@dataclass(frozen=True)
+class ConfigFormat:
+    """The format of one kind of redis.conf value, as Redis 7 and Valkey 8/9 both parse it.
+
+    `pattern` (RE2, anchored; `(?i)` where the server ignores case) is what a string must match;
+    an integer (`hz: 10` in YAML) must be at least `minimum`, and is refused unless `integers`.
+    """
+
+    expected: str
+    pattern: str
+    integers: bool = True
+    minimum: int | None = None
+
+    def accepts(self, value: str | int) -> bool:
+        if isinstance(value, int):
+            return self.integers and (self.minimum is None or value >= self.minimum)
+        return re.search(self.pattern, value) is not None
+
+
+def one_of(*values: str) -> ConfigFormat:
+    """An enum: the server compares case-insensitively."""
+    pattern = f"(?i)^({'|'.join(values)})$"
+    return ConfigFormat("one of " + ", ".join(values), pattern, integers=False)
+
+
+# Memory: digits and an optional unit, case-insensitive (Redis' memtoull; "" and "mb" read as 0).
+MEMORY = ConfigFormat(
+    "a memory size such as 100mb, 1gb or 12345 (digits and an optional unit b, k, kb, m, mb, g"
+    " or gb)",
+    "^[0-9]*([bB]|[kKmMgG][bB]?)?$",
+    minimum=0,
+)
+# Integers: Redis' string2ll, which takes no '+' and no leading zero.
+COUNT = ConfigFormat("a whole number, 0 or more, such as 10", "^(0|[1-9][0-9]*)$", minimum=0)
+POSITIVE = ConfigFormat("a whole number, 1 or more, such as 16", "^[1-9][0-9]*$", minimum=1)
+SIGNED = ConfigFormat("a whole number such as -1 or 10000", "^(0|-?[1-9][0-9]*)$")
+YES_NO = ConfigFormat(
+    "yes or no (quoted: YAML reads a bare yes or no as a boolean)",
+    "(?i)^(yes|no)$",
+    integers=False,
+)
+
+# Values the server would refuse to start with, for common keys whose format is known; each was
+# checked against redis-server 7.0 and valkey-server 9.1. Keys not listed here are not checked
+# (the server reports those: see the crash loop's message in the status).
+CONFIG_FORMATS: dict[str, ConfigFormat] = {
+    **dict.fromkeys(
+        ("maxmemory", "repl-backlog-size", "client-query-buffer-limit", "proto-max-bulk-len",
+         "active-defrag-ignore-bytes"),
+        MEMORY,
+    ),
+    **dict.fromkeys(
+        ("hz", "timeout", "tcp-keepalive", "tcp-backlog", "lfu-log-factor", "lfu-decay-time",
+         "slowlog-max-len", "latency-monitor-threshold", "min-replicas-to-write",
+         "min-replicas-max-lag", "replica-priority", "repl-backlog-ttl"),
+        COUNT,
+    ),
+    **dict.fromkeys(
+        ("maxclients", "databases", "maxmemory-samples", "repl-timeout",
+         "repl-ping-replica-period"),
+        POSITIVE,
+    ),
+    "slowlog-log-slower-than": SIGNED,
+    **dict.fromkeys(
+        ("activerehashing", "lazyfree-lazy-eviction", "lazyfree-lazy-expire",
+         "lazyfree-lazy-server-del", "lazyfree-lazy-user-del", "lazyfree-lazy-user-flush",
+         "replica-lazy-flush", "replica-serve-stale-data", "replica-read-only",
+         "stop-writes-on-bgsave-error", "rdbcompression", "rdbchecksum", "aof-use-rdb-preamble",
+         "no-appendfsync-on-rewrite", "aof-load-truncated", "cluster-require-full-coverage",
+         "cluster-allow-reads-when-down", "cluster-replica-no-failover"),
+        YES_NO,
+    ),
+    "maxmemory-policy": one_of(
+        "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
+        "allkeys-lfu", "allkeys-random", "noeviction",
+    ),
+    "appendfsync": one_of("always", "everysec", "no"),
+    # `nothing` since Redis 7.2 and in Valkey.
+    "loglevel": one_of("debug", "verbose", "notice", "warning", "nothing"),
+}  # fmt: skip
+
+
+def config_value_message(key: str, value: str, expected: str) -> str:
+    """What admission (CEL) and the parser both say about a refused value."""
+    return f'config {key} must be {expected}; got "{value}"'
+
 
 # The pattern Kubernetes publishes for resource.Quantity (as in core/v1's OpenAPI).
 QUANTITY_PATTERN = (
@@ -183,24 +275,64 @@ def storage_schema() -> JSON:
     )
 
 
+def config_value_accepted(value_format: ConfigFormat, value: str) -> str:
+    """CEL: the int-or-string `value` has `value_format` (the same test as ConfigFormat.accepts)."""
+    if not value_format.integers:
+        integer = "false"
+    elif value_format.minimum is None:
+        integer = "true"
+    else:
+        integer = f"{value} >= {value_format.minimum}"
+    return f"(type({value}) == int ? {integer} : {value}.matches('{value_format.pattern}'))"
+
+
+def config_format_rules() -> list[JSON]:
+    """One rule per value format in CONFIG_FORMATS, naming the first key it refuses, its value,
+    and what is expected (the same words as clusters.parse)."""
+    keys_of: dict[ConfigFormat, list[str]] = {}
+    for key, value_format in CONFIG_FORMATS.items():
+        keys_of.setdefault(value_format, []).append(key)
+    rules = []
+    for value_format, keys in keys_of.items():
+        listed = cel_list(tuple(keys))
+        accepted = config_value_accepted(value_format, "self[k]")
+        bad = f"self.filter(k, k.lowerAscii() in {listed} && !{accepted})[0]"
+        rules.append(
+            rule(
+                f"self.all(k, !(k.lowerAscii() in {listed}) || {accepted})",
+                f"config {', '.join(keys)} must be {value_format.expected}",
+                message_expression=f"'config ' + {bad} + ' must be {value_format.expected}"
+                f"; got \"' + string(self[{bad}]) + '\"'",
+            )
+        )
+    return rules
+
+
 def config_schema() -> JSON:
     forbidden = cel_list(FORBIDDEN_CONFIG_KEYS)
     first_forbidden = f"self.filter(k, k.lowerAscii() in {forbidden})[0]"
-    # A line break in a value would smuggle any directive into redis.conf.
+    # A line break in a value would smuggle any directive into redis.conf. The value is a string
+    # or an integer (`hz: 10` needs no quotes); maxLength also bounds the CEL cost estimates.
     value = with_rules(
-        string(
-            "The value, as it would follow the key in redis.conf; a single line.",
-            max_length=MAX_CONFIG_VALUE,
-        ),
+        {
+            "description": "The value, as it would follow the key in redis.conf (a string or an"
+            " integer); a single line.",
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "maxLength": MAX_CONFIG_VALUE,
+        },
         rule(
-            "!self.contains('\\n') && !self.contains('\\r')",
+            "type(self) == int || (!self.contains('\\n') && !self.contains('\\r'))",
             "config values must be a single line",
         ),
     )
     schema = {
         "type": "object",
-        "description": "Extra redis.conf settings, e.g. {maxmemory-policy: allkeys-lru}. Keys the"
-        " operator manages or that are unsafe are refused: " + ", ".join(FORBIDDEN_CONFIG_KEYS),
+        "description": "Extra redis.conf settings, e.g. {maxmemory-policy: allkeys-lru, hz: 10}."
+        " Keys the operator manages or that are unsafe are refused: "
+        + ", ".join(FORBIDDEN_CONFIG_KEYS)
+        + ". The values of common keys (memory sizes, numbers, yes/no, enums) are checked: "
+        + ", ".join(CONFIG_FORMATS),
         "maxProperties": MAX_CONFIG_KEYS,
         "additionalProperties": value,
     }
@@ -222,6 +354,7 @@ def config_schema() -> JSON:
             " + ': the operator manages it, or it is unsafe (for cluster-node-timeout use"
             " spec.nodeTimeoutMs, for appendonly spec.persistence.aof)'",
         ),
+        *config_format_rules(),
     )
 
 
@@ -309,6 +442,12 @@ def spec_schema() -> JSON:
                 "What happens to the volumes when the RedisCluster is deleted.",
                 ["Retain", "Delete"],
                 "Retain",
+            ),
+            "allowDisruptionWithoutReplicas": boolean(
+                "With replicasPerShard 0 each Pod holds the only copy of its shard's data, so"
+                " its PodDisruptionBudget allows no voluntary disruption (a drain waits);"
+                " true lets drains evict such Pods anyway.",
+                False,
             ),
         },
         default={},
@@ -416,6 +555,13 @@ def status_schema() -> JSON:
                 "x-kubernetes-list-map-keys": ["index"],
             },
             "message": string("The latest problem or action, for humans.", max_length=32768),
+            # Unbounded on purpose: a status the schema refuses would not be written at all.
+            "problems": {
+                "type": "array",
+                "description": "Everything that keeps the cluster from being Ready, first ones"
+                " first (message names the first and counts the others).",
+                "items": {"type": "string"},
+            },
         },
     )
 

@@ -218,6 +218,9 @@ class PodWorker:
             "finishedAt": timestamp(),
             "containerID": self._container_id(run),
         }
+        message = self._termination_message(run, exit_code)
+        if message:
+            terminated["message"] = message
         if run.init and exit_code == 0:
             run.ready = run.started = False
             run.succeeded = True
@@ -241,6 +244,19 @@ class PodWorker:
                 run.name,
                 exit_code,
             )
+
+    def _termination_message(self, run: ContainerRun, exit_code: int) -> str:
+        """`terminationMessagePolicy: FallbackToLogsOnError`: a failed container's message is the
+        end of its log, as the kubelet takes it (the last 80 lines, at most 2048 bytes). No
+        container writes a terminationMessagePath file here, so that part is not modelled."""
+        if exit_code == 0 or run.spec.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+            return ""
+        try:
+            data = run.log_path(self.dir).read_bytes()
+        except OSError:
+            return ""
+        tail = b"".join(data.splitlines(keepends=True)[-80:])[-2048:]
+        return tail.decode(errors="replace")
 
     def _record_exit(self, run: ContainerRun, terminated: JSON, now: float) -> bool:
         """A finished run: a crash-loop back-off when the policy restarts it (returns True),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 
 from redkube.kubernetes.building import CLUSTER_LABEL, REDIS_PORT, ZONE_LABEL
@@ -19,6 +20,10 @@ from redkube.platform.kubernetes.api import JSON, KubernetesApi, KubernetesError
 
 RETRY_S = 1.0
 UNKNOWN = "unknown"
+LAST_WORDS_LINES = 2
+LAST_WORDS_CHARS = 300
+# A Redis/Valkey log line's prefix: `1:M 29 Nov 2026 19:27:58.959 # `.
+LOG_PREFIX = re.compile(r"^\d+:[A-Z] \d{1,2} \w{3} \d{4} [\d:.]+ [.\-*#] ")
 
 
 def pod_state(pod: JSON) -> MemberState:
@@ -37,9 +42,21 @@ def pod_state(pod: JSON) -> MemberState:
     return MemberState.STOPPED
 
 
+def last_words(message: str) -> str:
+    """The end of a container's termination message (its last log lines, with
+    FallbackToLogsOnError): the last LAST_WORDS_LINES non-blank lines without Redis' log prefix,
+    joined, at most LAST_WORDS_CHARS characters."""
+    lines = [LOG_PREFIX.sub("", line).strip() for line in message.splitlines()]
+    words = " / ".join([line for line in lines if line][-LAST_WORDS_LINES:])
+    if len(words) > LAST_WORDS_CHARS:
+        words = "..." + words[-(LAST_WORDS_CHARS - 3) :]
+    return words
+
+
 def pod_problem(pod: JSON) -> str | None:
     """Why a Pod does not run its server, in Kubernetes' own words: unschedulable, an image that
-    cannot be pulled, a crash loop (with the last exit code), a config error; None otherwise."""
+    cannot be pulled, a crash loop (with the last exit code and the server's last words, e.g.
+    Redis' own complaint about a config value), a config error; None otherwise."""
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
@@ -53,7 +70,9 @@ def pod_problem(pod: JSON) -> str | None:
             continue
         terminated = (container.get("lastState") or {}).get("terminated") or {}
         exited = f" (last exit code {terminated['exitCode']})" if "exitCode" in terminated else ""
-        return f"{name} {reason}{exited}: {waiting.get('message', '')}".strip().rstrip(":")
+        problem = f"{name} {reason}{exited}: {waiting.get('message', '')}".strip().rstrip(":")
+        said = last_words(str(terminated.get("message") or ""))
+        return f"{problem}; the server said: {said}" if said else problem
     return None
 
 
@@ -85,7 +104,11 @@ class KubernetesPlatform:
                 node = pod["spec"].get("nodeName") or UNKNOWN
                 domain = FailureDomain(node, self._zones.get(node, UNKNOWN))
                 address = Address(ip, REDIS_PORT) if ip else None
-                found.append(Member(name, shard, ordinal, address, domain, pod_state(pod)))
+                # A Pod being deleted still runs, but is on its way out.
+                terminating = bool(pod["metadata"].get("deletionTimestamp"))
+                found.append(
+                    Member(name, shard, ordinal, address, domain, pod_state(pod), terminating)
+                )
         return found
 
     def pod_problems(self) -> list[str]:

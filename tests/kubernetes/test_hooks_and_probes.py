@@ -1,0 +1,144 @@
+"""The preStop hook and the readiness probe, run by `sh` against a stand-in redis-cli.
+
+The stand-in answers from files in a directory (the role, INFO replication, CLUSTER INFO), logs
+every call, and can hang like an unresponsive server; `timeout` is the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from redkube.kubernetes.building import GRACE_SECONDS, PRESTOP_SCRIPT, READY_SCRIPT
+
+POD_IP = "10.1.0.5"
+REPLICA_IP = "10.1.0.6"
+
+FAKE_CLI = """\
+#!/bin/sh
+# redis-cli -h HOST COMMAND...: answers from $FAKE_DIR, logs to $FAKE_DIR/calls.
+dir=$FAKE_DIR
+echo "$*" >> "$dir/calls"
+[ -e "$dir/hang" ] && exec sleep 600
+host=$2
+shift 2
+case "$*" in
+  role) if [ -e "$dir/failed-over" ]; then echo slave; else cat "$dir/role.$host"; fi ;;
+  "info replication") cat "$dir/info.$host" ;;
+  "cluster info") cat "$dir/cluster.$host" ;;
+  "cluster failover") touch "$dir/failed-over"; echo OK ;;
+  *) echo "ERR unknown command"; exit 1 ;;
+esac
+"""
+
+
+@dataclass
+class FakeServer:
+    dir: Path
+
+    def answer(self, what: str, host: str, text: str) -> None:
+        # redis-cli prints an array reply (ROLE) one element a line; a bulk string (INFO, CLUSTER
+        # INFO) as the server wrote it, with \r\n line ends.
+        if what != "role":
+            text = text.replace("\n", "\r\n")
+        (self.dir / f"{what}.{host}").write_text(text)
+
+    def hang(self) -> None:
+        (self.dir / "hang").touch()
+
+    def calls(self) -> list[str]:
+        log = self.dir / "calls"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def run(self, script: str) -> int:
+        env = {
+            **os.environ,
+            "PATH": f"{self.dir / 'bin'}:{os.environ['PATH']}",
+            "FAKE_DIR": str(self.dir),
+            "POD_IP": POD_IP,
+        }
+        # The grace period bounds the hook in Kubernetes; here it is only a safety net.
+        done = subprocess.run(
+            ["sh", "-c", script], env=env, capture_output=True, timeout=GRACE_SECONDS, check=False
+        )
+        return done.returncode
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> FakeServer:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cli = bin_dir / "redis-cli"
+    cli.write_text(FAKE_CLI)
+    cli.chmod(0o755)
+    return FakeServer(tmp_path)
+
+
+MASTER_INFO = f"""\
+# Replication
+role:master
+connected_slaves:1
+slave0:ip={REPLICA_IP},port=6379,state=online,offset=100,lag=0
+"""
+REPLICA_INFO = """\
+# Replication
+role:slave
+master_host:10.1.0.7
+master_port:6379
+master_link_status:{link}
+"""
+
+
+def test_prestop_hands_a_masters_role_to_its_online_replica(server: FakeServer) -> None:
+    server.answer("role", POD_IP, "master\n10\n")
+    server.answer("info", POD_IP, MASTER_INFO)
+    assert server.run(PRESTOP_SCRIPT) == 0
+    assert server.calls() == [
+        f"-h {POD_IP} role",
+        f"-h {POD_IP} info replication",
+        f"-h {REPLICA_IP} cluster failover",
+        f"-h {POD_IP} role",
+    ]
+
+
+def test_prestop_leaves_a_replica_alone(server: FakeServer) -> None:
+    server.answer("role", POD_IP, "slave\n10.1.0.7\n")
+    assert server.run(PRESTOP_SCRIPT) == 0
+    assert server.calls() == [f"-h {POD_IP} role"]
+
+
+def test_prestop_ends_when_the_server_hangs(server: FakeServer) -> None:
+    """Each call is cut off by `timeout`: an unresponsive server does not hold the Pod's
+    deletion for the whole grace period."""
+    server.hang()
+    assert server.run(PRESTOP_SCRIPT) == 0
+    assert server.calls() == [f"-h {POD_IP} role"]
+
+
+@pytest.mark.parametrize(
+    ("state", "info", "ready"),
+    [
+        ("ok", MASTER_INFO, True),
+        ("ok", REPLICA_INFO.format(link="up"), True),
+        ("ok", REPLICA_INFO.format(link="down"), False),  # syncing, or its master is gone
+        ("fail", MASTER_INFO, False),  # the cluster lost slots
+        (None, MASTER_INFO, False),  # cluster info failed: not a cluster node yet
+    ],
+    ids=["master", "linked-replica", "unlinked-replica", "cluster-failed", "no-answer"],
+)
+def test_ready_means_a_working_member_of_a_working_cluster(
+    server: FakeServer, state: str | None, info: str, ready: bool
+) -> None:
+    if state is not None:
+        server.answer("cluster", POD_IP, f"cluster_state:{state}\ncluster_slots_assigned:16384\n")
+    server.answer("info", POD_IP, info)
+    assert (server.run(READY_SCRIPT) == 0) is ready
+
+
+def test_not_ready_when_the_server_hangs(server: FakeServer) -> None:
+    server.hang()
+    assert server.run(READY_SCRIPT) != 0
