@@ -109,7 +109,7 @@ def assert_status_names_the_shards(cp: ControlPlane, namespace: str, pw: str) ->
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
-    assert "Ready, 6/6 nodes running" in " ".join(shown.stdout.split()), shown.stdout
+    assert "Ready, 6/6 nodes healthy" in " ".join(shown.stdout.split()), shown.stdout
     for master, replicas, slots in shards_seen_by_redis(cp, namespace, pw):
         row = next(line for line in shown.stdout.splitlines() if line.split()[1:2] == [master])
         assert row.split()[2:] == [replicas, slots], shown.stdout

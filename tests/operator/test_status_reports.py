@@ -117,22 +117,25 @@ def test_pods_that_cannot_be_scheduled_are_named_in_status(
     apply(cp, namespace, cluster("crowded", placement, shards=3, replicas=3))
 
     def named() -> str:
-        message = str(status(cp, namespace, "crowded").get("message", ""))
-        found = all(f"crowded-{shard}-3 Unschedulable" in message for shard in range(3))
-        return message if found else ""
+        problems = " | ".join(status(cp, namespace, "crowded").get("problems", []))
+        found = all(f"crowded-{shard}-3 Unschedulable" in problems for shard in range(3))
+        return problems if found else ""
 
-    message = eventually(named, "the status names the three unschedulable Pods")
-    assert "anti-affinity" in message, message
-    assert status(cp, namespace, "crowded")["phase"] != "Ready"
+    problems = eventually(named, "status.problems names the three unschedulable Pods")
+    assert "anti-affinity" in problems, problems
+    current = status(cp, namespace, "crowded")
+    assert current["phase"] != "Ready"
+    # The message leads with one of them (a Pod problem comes first) and counts the rest.
+    assert "Unschedulable" in current["message"] and "more problem" in current["message"], current
 
 
 def test_a_config_value_the_server_refuses_is_reported(
     control_plane: ControlPlane, operator: Path, namespace: str
 ) -> None:
-    """A value only the server can judge (CEL checks keys and single lines, not Redis' syntax):
-    the server exits, and the status shows the crash loop with its exit code."""
+    """A value only the server can judge (admission checks the formats of common keys, not of
+    every key): the server exits, and the status shows the crash loop with its exit code."""
     cp = control_plane
-    apply(cp, namespace, cluster("picky", "  config: {maxmemory: lots}\n"))
+    apply(cp, namespace, cluster("picky", "  config: {active-expire-effort: lots}\n"))
     message = eventually(
         lambda: (
             "CrashLoopBackOff" in (m := status(cp, namespace, "picky").get("message", "")) and m
@@ -141,4 +144,19 @@ def test_a_config_value_the_server_refuses_is_reported(
         120,
     )
     assert "(last exit code 1)" in message, message
+    # The server's own words, through FallbackToLogsOnError (the test bed's node agent fills the
+    # terminated state's message from the log's end, as the kubelet does).
+    assert "active-expire-effort" in message, message
     assert status(cp, namespace, "picky")["phase"] != "Ready"
+
+
+def test_a_config_value_admission_can_judge_is_refused_before_any_pod(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """maxmemory's format is known: refused by the apiserver, with the key in the message."""
+    done = control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-",
+        input=cluster("early", "  config: {maxmemory: lots, hz: 10}\n"), check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "maxmemory" in done.stderr, done.stderr

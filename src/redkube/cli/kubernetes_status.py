@@ -112,7 +112,7 @@ def print_snapshot(out: Console, snapshot: Snapshot) -> None:
     out.print(
         f"[bold]{meta['name']}[/] (namespace {meta['namespace']}): {spec.get('shards')} shards x "
         f"{replicas} {'replica' if replicas == 1 else 'replicas'}, {spec.get('image')} — "
-        f"[{colour}]{phase}[/], {current.get('readyNodes', '0/?')} nodes running"
+        f"[{colour}]{phase}[/], {current.get('readyNodes', '0/?')} nodes healthy"
     )
     observed = current.get("observedGeneration")
     generation = meta.get("generation")

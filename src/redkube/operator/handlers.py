@@ -41,6 +41,7 @@ from redkube.platform.kubernetes.api import (
 from redkube.platform.kubernetes.pods import KubernetesPlatform
 
 RESYNC_S = 5.0
+MAX_PROBLEMS = 50  # status.problems keeps the first ones; status.message says how many in all
 PASSWORD_BYTES = 24
 
 log = logging.getLogger("redkube.operator")
@@ -190,17 +191,17 @@ class ClusterRun:
             if key not in self._seen_events:
                 self._seen_events.add(key)
                 _post_event(self.body, event.message)
-        members = self.platform.members()
-        total = len(members)
-        running = sum(m.running for m in members)
+        total = len(self.platform.members())
         ready = status.phase is Phase.READY
-        problems = [*self.platform.pod_problems(), *status.problems]
-        message = "; ".join(problems) or status.step
+        pod_problems = tuple(self.platform.pod_problems())
+        problems = [*pod_problems, *status.problems]
+        message = status.headline(pod_problems)
         new_status: JSON = {
             "phase": status.phase.value,
-            "readyNodes": f"{running}/{total}",
+            "readyNodes": f"{status.healthy_members}/{total}",
             "observedGeneration": self.generation,
             "message": message[:1000],
+            "problems": [problem[:300] for problem in problems[:MAX_PROBLEMS]],
             "shards": [shard_status(shard) for shard in status.shards],
             "conditions": [
                 _condition("Ready", ready, "ClusterOk" if ready else "NotReady", message),
@@ -245,14 +246,31 @@ def _failure_reason(error: Exception) -> str:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """kopf's settings; and no finalizer on RedisClusters.
+
+    A finalizer would protect nothing: the objects a RedisCluster owns go with it through their
+    ownerReferences (garbage collection), and the daemon ends itself once its object is gone
+    (the read in `run_cluster` answers 404). But with one, `kubectl delete rdc` hangs while no
+    operator runs. kopf puts a finalizer on every object that has a daemon, with no option to
+    turn it off (its maintainer declined one: nolar/kopf#896, #1183), so the daemon handler is
+    registered again as not requiring one. This runs before kopf watches anything. The name stays
+    set so that kopf removes the finalizer older redkube versions put on existing objects.
+    """
+    import dataclasses  # only here: nothing else in this module needs it
+
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
     settings.persistence.finalizer = "redkube.io/daemon"
+    spawning = kopf.get_default_registry()._spawning
+    spawning._handlers[:] = [
+        dataclasses.replace(handler, requires_finalizer=False) for handler in spawning._handlers
+    ]
 
 
+# kopf's daemons require a finalizer; configure() drops that requirement (see there).
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=15.0)
 async def run_cluster(
-    name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
+    name: str, namespace: str | None, uid: str | None, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:
     namespace = namespace or "default"
     run: ClusterRun | None = None
@@ -269,6 +287,8 @@ async def run_cluster(
                 log.warning("%s/%s: %s", namespace, name, error)
                 await stopped.wait(RESYNC_S)
                 continue
+            if uid is not None and body["metadata"].get("uid") != uid:
+                return  # deleted and created again: the new object's own daemon serves it
             generation = int(body["metadata"].get("generation", 0))
             drifted += [c for c in take_drift(namespace, name) if c not in drifted]
             try:
