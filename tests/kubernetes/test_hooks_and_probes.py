@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from redkube.kubernetes.building import GRACE_SECONDS, PRESTOP_SCRIPT, READY_SCRIPT
+from redkube.kubernetes.building import (
+    CONFIG_DIR,
+    GRACE_SECONDS,
+    PRESTOP_SCRIPT,
+    READY_SCRIPT,
+    RUN_DIR,
+    START_SCRIPT,
+)
 
 POD_IP = "10.1.0.5"
 REPLICA_IP = "10.1.0.6"
@@ -142,3 +149,55 @@ def test_ready_means_a_working_member_of_a_working_cluster(
 def test_not_ready_when_the_server_hangs(server: FakeServer) -> None:
     server.hang()
     assert server.run(READY_SCRIPT) != 0
+
+
+START_IN_A_POD = """\
+set -eu
+ip link set lo up
+ip addr add "$POD_IP/32" dev lo
+printf 'port 6379\\ncluster-enabled yes\\ndir %s/data\\nsave ""\\n' "$WORK" > "$WORK/etc/redis.conf"
+sh "$WORK/etc/start.sh" > "$WORK/server.log" 2>&1 &
+for _ in $(seq 100); do redis-cli -h "$POD_IP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+echo "loopback: $(redis-cli ping 2>&1)"
+echo "pod ip: $(redis-cli -h "$POD_IP" ping 2>&1)"
+echo "announced: $(redis-cli cluster myshardid >/dev/null 2>&1; redis-cli cluster nodes \\
+  | grep myself | cut -d' ' -f2)"
+redis-cli shutdown nosave >/dev/null 2>&1 || true
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private network namespace")
+def test_the_server_listens_on_the_pod_ip_and_its_own_loopback(tmp_path: Path) -> None:
+    """The textbook `kubectl exec <pod> -- redis-cli ping`: start.sh (its directories moved under
+    tmp_path), with a real redis-server, in a network namespace of its own (as a Pod has),
+    answers on 127.0.0.1 with the password from the environment (REDISCLI_AUTH, as the Pod has
+    it), and still announces the Pod IP."""
+    for part in ("etc", "run", "data"):
+        (tmp_path / part).mkdir()
+    script = START_SCRIPT.replace(CONFIG_DIR, str(tmp_path / "etc"))
+    (tmp_path / "etc" / "start.sh").write_text(script.replace(RUN_DIR, str(tmp_path / "run")))
+    done = subprocess.run(
+        ["unshare", "--net", "--fork", "sh", "-c", START_IN_A_POD],
+        env={
+            **os.environ,
+            "WORK": str(tmp_path),
+            "POD_IP": "10.244.7.5",
+            "REDIS_PASSWORD": "s3cret",
+            "REDISCLI_AUTH": "s3cret",
+            "REDKUBE_SERVER": "redis-server",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    report = done.stdout + done.stderr + (tmp_path / "server.log").read_text(errors="replace")
+    assert "loopback: PONG" in done.stdout, report
+    assert "pod ip: PONG" in done.stdout, report
+    assert "announced: 10.244.7.5:6379@16379" in done.stdout, report
+
+
+def test_a_pod_on_a_loopback_ip_does_not_take_the_machine_s_loopback() -> None:
+    """In the test bed every Pod shares the machine's network namespace with a 127.x Pod IP: the
+    script must not bind 127.0.0.1:6379, or a second Pod could not start."""
+    assert 'case "$POD_IP" in 127.*) loopback=""' in START_SCRIPT

@@ -56,8 +56,12 @@ set -eu
 umask 077
 password=$(printf '%s' "$REDIS_PASSWORD" | sed 's/[\\\\"]/\\\\&/g')
 printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$password" "$password" > {RUN_DIR}/auth.conf
+# Also listen on the Pod's own loopback (kubectl exec ... redis-cli, port-forward, sidecars);
+# the Pod IP stays the announced address. A Pod IP that is itself a loopback address means the
+# Pod shares the machine's network namespace (the test bed), where 127.0.0.1 is not its own.
+case "$POD_IP" in 127.*) loopback="" ;; *) loopback="127.0.0.1" ;; esac
 exec "$REDKUBE_SERVER" {CONFIG_DIR}/redis.conf --include {RUN_DIR}/auth.conf \\
-  --bind "$POD_IP" --bind-source-addr "$POD_IP" --cluster-announce-ip "$POD_IP"
+  --bind "$POD_IP" $loopback --bind-source-addr "$POD_IP" --cluster-announce-ip "$POD_IP"
 """
 
 PRESTOP_SCRIPT = f"""\
