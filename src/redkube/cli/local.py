@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
+import contextlib
 import json
 import os
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -33,6 +30,7 @@ from redkube.platform.local.layout import (
     ClusterRecord,
     MemberRecord,
     StateError,
+    addresses_lock,
     pid_alive,
     read_pid,
     state_root,
@@ -52,12 +50,14 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 def up(args: argparse.Namespace) -> ExitStatus:
     started = time.monotonic()
     layout = ClusterLayout(state_root(), args.name)
-    with creation_lock(layout.root):
+    # Two `up`s at once must not hand out the same addresses or half-create one cluster.
+    with addresses_lock(layout.root):
         record = existing_or_new(layout, args)
     supervisor = supervisor_pid(layout)
     if supervisor is None:
         for member in record.members:
-            if not is_ours_listening(layout, member) and busy(member.address):
+            moves = record.new_address_on_restart and layout.nodes_conf_path(member.name).exists()
+            if not moves and not is_ours_listening(layout, member) and busy(member.address):
                 raise UserError(
                     f"{member.address} (node {member.name}) is in use by another process; "
                     "stop it and run `redkube up` again"
@@ -65,6 +65,7 @@ def up(args: argparse.Namespace) -> ExitStatus:
         supervisor = spawn_supervisor(layout)
     status = wait_until_ready(layout, supervisor, args.timeout)
     elapsed = time.monotonic() - started
+    record = layout.load()  # nodes that started again may have new addresses
     rendering.print_ready(out, layout, record, status, elapsed)
     return ExitStatus.SUCCESS
 
@@ -84,6 +85,11 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
                 "reshaping is not supported yet: choose another --name, or run "
                 f"`redkube down --purge --name {args.name}` first"
             )
+        if args.new_address_on_restart and not record.new_address_on_restart:
+            raise UserError(
+                f"cluster {args.name!r} was created without --new-address-on-restart; "
+                "it is chosen when a cluster is created"
+            )
         if args.server and resolve_server(args.server).path != record.server:
             raise UserError(
                 f"cluster {args.name!r} runs {record.server}; --server cannot change it"
@@ -96,22 +102,15 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
         node_timeout_ms=pick(args.node_timeout_ms, DEFAULTS["node_timeout_ms"]),
     )
     server = resolve_server(args.server)
-    record = new_record(layout, spec, server.path, args.hosts, address_pool())
+    record = new_record(
+        layout, spec, server.path, args.hosts, address_pool(), args.new_address_on_restart
+    )
     layout.create(record)
     return record
 
 
 def pick(given: int | None, default: int) -> int:
     return default if given is None else given
-
-
-@contextmanager
-def creation_lock(root: Path) -> Iterator[None]:
-    """Two `up`s at once must not hand out the same addresses or half-create one cluster."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def supervisor_pid(layout: ClusterLayout) -> int | None:
@@ -217,6 +216,10 @@ def down(args: argparse.Namespace) -> ExitStatus:
 
 
 def kill(args: argparse.Namespace) -> ExitStatus:
+    if args.all:
+        return kill_all(args)
+    if args.node is None:
+        raise UserError("name a node to kill (e.g. redkube-0-0), or pass --all")
     cluster = cluster_of(args.node)
     if not cluster:
         raise UserError(f"{args.node!r} is not a node name like redkube-0-0")
@@ -228,11 +231,42 @@ def kill(args: argparse.Namespace) -> ExitStatus:
     pid = read_pid(layout.pid_path(args.node))
     if pid is None or not is_our_server(layout, member, pid):
         raise UserError(f"node {args.node} is not running")
-    os.kill(pid, signal.SIGKILL)
+    kill_node(layout, member.name, pid)
     out.print(
         f"killed {args.node} (pid {pid}); watch it heal with `redkube status --name {cluster}`"
     )
     return ExitStatus.SUCCESS
+
+
+def kill_all(args: argparse.Namespace) -> ExitStatus:
+    """SIGKILL every running node of a cluster in one go, like every Pod deleted at once."""
+    if args.node is not None:
+        raise UserError("pass either a node name or --all, not both")
+    layout = ClusterLayout(state_root(), args.name)
+    record = layout.load()
+    targets: list[tuple[str, int]] = []
+    for member in record.members:
+        pid = read_pid(layout.pid_path(member.name))
+        if pid is not None and is_our_server(layout, member, pid):
+            targets.append((member.name, pid))
+    if not targets:
+        raise UserError(f"no node of cluster {args.name!r} is running")
+    for name, pid in targets:
+        kill_node(layout, name, pid)
+    down = len(record.members) - len(targets)
+    skipped = f" ({down} were not running)" if down else ""
+    out.print(
+        f"killed {len(targets)} nodes of {args.name}{skipped}; "
+        f"watch it heal with `redkube status --name {args.name}`"
+    )
+    return ExitStatus.SUCCESS
+
+
+def kill_node(layout: ClusterLayout, name: str, pid: int) -> None:
+    """SIGKILL, noted first so the supervisor treats it as a Pod deleted (no crash back-off)."""
+    layout.killed_path(name).write_text(f"{pid}\n")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def logs(args: argparse.Namespace) -> ExitStatus:

@@ -39,6 +39,12 @@ def build_parser() -> Parser:
     )
     up.add_argument("--hosts", type=int, default=3, help="fake hosts to spread nodes over")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
+    up.add_argument(
+        "--new-address-on-restart",
+        action="store_true",
+        help="a new cluster's nodes get a new address each time they start again, like "
+        "recreated Pods get new IPs (default: each node keeps its address)",
+    )
 
     status = commands.add_parser(
         "status",
@@ -61,8 +67,14 @@ def build_parser() -> Parser:
     down.add_argument("--name", default=DEFAULT_NAME)
     down.add_argument("--purge", action="store_true", help="also delete all data and state")
 
-    kill = commands.add_parser("kill", help="SIGKILL one node, to watch failover and healing")
-    kill.add_argument("node", help="node name, e.g. redkube-0-0")
+    kill = commands.add_parser(
+        "kill", help="SIGKILL one node (or --all), to watch failover and healing"
+    )
+    kill.add_argument("node", nargs="?", help="node name, e.g. redkube-0-0")
+    kill.add_argument(
+        "--all", action="store_true", help="SIGKILL every node of the cluster --name at once"
+    )
+    kill.add_argument("--name", default=DEFAULT_NAME, help="the cluster, with --all")
 
     logs = commands.add_parser("logs", help="show a node's server log (or the supervisor's)")
     logs.add_argument("node", nargs="?", help="node name; omit for the supervisor log")

@@ -46,9 +46,18 @@ def busy(address: Address) -> bool:
     return False
 
 
-def allocate(count: int, pool: str, taken: Iterable[str]) -> list[str]:
-    """``count`` addresses from the pool that no other cluster holds and nothing listens on."""
+def allocate(
+    count: int, pool: str, taken: Iterable[str], start_after: str | None = None
+) -> list[str]:
+    """``count`` addresses from the pool that no other cluster holds and nothing listens on.
+
+    With ``start_after``, the search starts just past that address and wraps around, so
+    addresses given up recently are the last to be handed out again (like a pod network's IPAM,
+    which avoids reusing an IP at once)."""
     hosts = pool_hosts(pool)
+    if start_after in hosts:
+        after = hosts.index(start_after) + 1
+        hosts = hosts[after:] + hosts[:after]
     reserved = set(taken)
     free: list[str] = []
     in_use: list[str] = []

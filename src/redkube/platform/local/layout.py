@@ -1,18 +1,22 @@
 """Where a local cluster keeps its state, and the record of what it is.
 
-``<root>/<name>/`` holds ``cluster.json`` (spec, server binary, members with their addresses and
-failure domains), ``password`` (0600), ``status.json`` (written by the supervisor), and one
+``<root>/<name>/`` holds ``cluster.json`` (spec, server binary, members with their current
+addresses and failure domains, and whether nodes get a new address each time they start again,
+from which pool), ``password`` (0600), ``status.json`` (written by the supervisor), and one
 directory per node: ``nodes/<member>/data`` (the volume), ``redis.conf``, ``server.log``, ``pid``.
 The root is ``$REDKUBE_HOME``, else ``$XDG_STATE_HOME/redkube``, else ``~/.local/state/redkube``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +62,31 @@ class ClusterRecord:
     spec: ClusterSpec
     server: str
     members: tuple[MemberRecord, ...]
+    # Like a Pod recreated with a new IP: a node that starts again (it has a nodes.conf) gets a
+    # fresh address from ``address_pool``, and the record keeps its current one. The next
+    # search starts past ``last_address``, the one handed out last.
+    new_address_on_restart: bool = False
+    address_pool: str | None = None
+    last_address: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": FORMAT,
             "spec": asdict(self.spec),
             "server": self.server,
             "members": [asdict(m) for m in self.members],
         }
+        if self.new_address_on_restart:
+            data["new_address_on_restart"] = True
+            data["address_pool"] = self.address_pool
+            data["last_address"] = self.last_address
+        return data
+
+    def with_ips(self, ips: dict[str, str], last: str) -> ClusterRecord:
+        """The same record with some members (by name) at new addresses, ``last`` handed out
+        last."""
+        members = tuple(replace(m, ip=ips.get(m.name, m.ip)) for m in self.members)
+        return replace(self, members=members, last_address=last)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: Path) -> ClusterRecord:
@@ -80,9 +101,28 @@ class ClusterRecord:
                 spec=ClusterSpec(**data["spec"]),
                 server=str(data["server"]),
                 members=tuple(MemberRecord(**m) for m in data["members"]),
+                new_address_on_restart=bool(data.get("new_address_on_restart", False)),
+                address_pool=_optional_str(data.get("address_pool")),
+                last_address=_optional_str(data.get("last_address")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"{where} is not a valid redkube cluster record ({error})") from error
+
+
+def _optional_str(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+@contextmanager
+def addresses_lock(root: Path) -> Iterator[None]:
+    """Held while addresses are handed out (a cluster created, a node given a new address), so
+    two clusters never take the same one, and while a cluster directory is created."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class ClusterLayout:
@@ -117,11 +157,19 @@ class ClusterLayout:
     def data_dir(self, member: str) -> Path:
         return self.node_dir(member) / "data"
 
+    def nodes_conf_path(self, member: str) -> Path:
+        """Written by the server on its first start: peers may know the node from then on."""
+        return self.data_dir(member) / "nodes.conf"
+
     def log_path(self, member: str) -> Path:
         return self.node_dir(member) / "server.log"
 
     def pid_path(self, member: str) -> Path:
         return self.node_dir(member) / "pid"
+
+    def killed_path(self, member: str) -> Path:
+        """The pid `redkube kill` killed on purpose (a Pod deleted), not a crash to back off."""
+        return self.node_dir(member) / "killed"
 
     def exists(self) -> bool:
         return self.record_path.exists()
@@ -158,6 +206,10 @@ class ClusterLayout:
             staging.rename(self.dir)
         except OSError as error:
             raise StateError(f"cannot create {self.dir}: {error}") from error
+
+    def save(self, record: ClusterRecord) -> None:
+        """Replace the record (atomically); only the supervisor does, under addresses_lock."""
+        write_json(self.record_path, record.to_json())
 
     def other_clusters(self) -> list[ClusterLayout]:
         if not self.root.is_dir():

@@ -3,6 +3,11 @@
 A node that exits is reported at once (``wait_for_change`` returns) and marked stopped; the loop
 decides when to start it again, so a dead master's replica is promoted before the old master comes
 back. A node that keeps crashing is held in back-off (1 s, 2 s, 4 s, ... up to 30 s).
+
+A cluster created with ``new_address_on_restart`` behaves like Pods that are recreated: a node
+that starts again (it has a nodes.conf, so peers may know it) gets a new address first, saved in
+the record before the process starts; its data dir and node ID stay. While it is down it keeps
+the address it died with, as the loop needs to tie the dead node to what its peers remember.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from redkube.model.members import Member, MemberState
+from redkube.platform.local.addressing import AddressError
 from redkube.platform.local.configs import render_config
 from redkube.platform.local.layout import (
     ClusterLayout,
@@ -28,6 +34,7 @@ from redkube.platform.local.layout import (
     pid_alive,
     read_pid,
 )
+from redkube.platform.local.provisioning import readdress
 
 QUICK_CRASH_S = 10.0
 MAX_BACKOFF_S = 30.0
@@ -80,13 +87,37 @@ class LocalPlatform:
         self._changed.clear()
 
     async def start(self, names: Sequence[str]) -> None:
-        await asyncio.gather(*(self._start(self._nodes[name]) for name in names))
+        nodes = [self._nodes[name] for name in names]
+        nodes = [node for node in nodes if node.state is MemberState.STOPPED]
+        # A leftover process runs at the address the record still holds: stop it first.
+        await asyncio.gather(*(stop_leftover(self._layout, node.record) for node in nodes))
+        if self._record.new_address_on_restart:
+            await self._readdress(nodes)
+        await asyncio.gather(*(self._start(node) for node in nodes))
+
+    async def _readdress(self, nodes: list[_Node]) -> None:
+        """New addresses for the nodes that ran before, all handed out at once."""
+        names = [
+            n.record.name for n in nodes if self._layout.nodes_conf_path(n.record.name).exists()
+        ]
+        if not names:
+            return
+        try:
+            record = await asyncio.to_thread(readdress, self._layout, self._record, names)
+        except AddressError as error:
+            self._on_event(f"no new addresses for {', '.join(names)} ({error}); they keep theirs")
+            return
+        members = {m.name: m for m in record.members}
+        moves = [f"{n} {members[n].ip} (was {self._nodes[n].record.ip})" for n in names]
+        self._record = record
+        for node in nodes:
+            node.record = members[node.record.name]
+        self._on_event(f"new addresses: {', '.join(moves)}")
 
     async def _start(self, node: _Node) -> None:
         if node.state is not MemberState.STOPPED:
             return
         name = node.record.name
-        await stop_leftover(self._layout, node.record)
         data = self._layout.data_dir(name)
         data.mkdir(parents=True, exist_ok=True)
         config = self._layout.node_dir(name) / "redis.conf"
@@ -104,6 +135,7 @@ class LocalPlatform:
                 start_new_session=True,
             )
         self._layout.pid_path(name).write_text(f"{process.pid}\n")
+        self._layout.killed_path(name).unlink(missing_ok=True)
         node.process = process
         node.state = MemberState.RUNNING
         node.started_at = time.monotonic()
@@ -132,6 +164,10 @@ class LocalPlatform:
         node.quick_crashes = node.quick_crashes + 1 if lived < QUICK_CRASH_S else 1
         node.process = None
         why = describe_exit(code)
+        if killed_on_purpose(self._layout, node.record.name, process.pid):
+            # `redkube kill`: a Pod deleted, not a crash loop; it starts again without back-off.
+            node.quick_crashes = 0
+            why += " (redkube kill)"
         tail = last_line(self._layout.log_path(node.record.name))
         if node.quick_crashes >= 2:
             delay = min(2.0 ** (node.quick_crashes - 2), MAX_BACKOFF_S)
@@ -206,6 +242,11 @@ def is_our_server(layout: ClusterLayout, member: MemberRecord, pid: int) -> bool
     return str(layout.node_dir(member.name) / "redis.conf").encode() in title or (
         f" {member.address} ".encode() in title + b" "
     )
+
+
+def killed_on_purpose(layout: ClusterLayout, member: str, pid: int) -> bool:
+    """`redkube kill` wrote this pid down before it sent SIGKILL."""
+    return read_pid(layout.killed_path(member)) == pid
 
 
 def describe_exit(code: int) -> str:

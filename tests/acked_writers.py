@@ -1,0 +1,94 @@
+"""A background writer whose writes count only once a replica has them: SET then WAIT 1 on the
+same connection. It finds the cluster again from the record's current addresses whenever a
+command fails, as a client behind a Kubernetes Service would after every Pod got a new IP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+
+WAIT_TIMEOUT_MS = 500
+FAILURE_PAUSE_S = 0.02
+
+
+@dataclass
+class AckedLog:
+    acknowledged: dict[str, str] = field(default_factory=dict)
+    failed_commands: int = 0  # a SET or WAIT that raised (refused, timed out, MOVED, CLUSTERDOWN)
+    unacknowledged: int = 0  # SET succeeded but no replica confirmed it within the WAIT timeout
+    failed_connects: int = 0  # the cluster client could not be built from the record
+
+    def snapshot(self) -> dict[str, str]:
+        return self.acknowledged.copy()
+
+
+class AckedWriter:
+    """Writes ``<prefix>:<n>`` keys until stopped or ``max_seconds`` pass; ``connect`` builds a
+    fresh cluster client (from the addresses the cluster has now)."""
+
+    def __init__(
+        self, connect: Callable[[], RedisCluster], prefix: str, max_seconds: float = 170.0
+    ) -> None:
+        self.connect = connect
+        self.prefix = prefix
+        self.max_seconds = max_seconds
+        self.log = AckedLog()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> AckedLog:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "writer did not stop"
+        return self.log
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        client: RedisCluster | None = None
+        n = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if client is None:
+                try:
+                    client = self.connect()
+                except (RedisError, RedisClusterException, OSError):
+                    self.log.failed_connects += 1
+                    time.sleep(FAILURE_PAUSE_S)
+                    continue
+            key = f"{self.prefix}:{n}"
+            try:
+                replicas = self._set_and_wait(client, key, str(n))
+            except (RedisError, RedisClusterException, OSError):
+                self.log.failed_commands += 1
+                client.close()
+                client = None
+                time.sleep(FAILURE_PAUSE_S)
+                continue
+            if replicas >= 1:
+                self.log.acknowledged[key] = str(n)
+            else:
+                self.log.unacknowledged += 1
+            n += 1  # an unacknowledged key may be lost; the next write uses a new one
+        if client is not None:
+            client.close()
+
+    @staticmethod
+    def _set_and_wait(client: RedisCluster, key: str, value: str) -> int:
+        """SET and WAIT 1 in one round trip on one connection to the key's master (WAIT counts
+        the replicas that have this connection's writes)."""
+        node = client.get_node_from_key(key)
+        connection = client.get_redis_connection(node)
+        pipe = connection.pipeline(transaction=False)
+        pipe.set(key, value)
+        pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)
+        written, replicas = pipe.execute()
+        if written is not True:
+            raise RedisError(f"SET {key} answered {written!r}")
+        return int(replicas)
