@@ -103,11 +103,21 @@ def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
         if not candidates:
             continue
         best = max(candidates, key=lambda v: (v.replication_offset, str(v.address)))
-        majority_alive = 2 * len(alive_masters) > len(masters)
+        # An election needs a majority of masters that the replica can reach over the bus: after
+        # every Pod restarted with new IPs it knows them only at their old addresses, and a
+        # FORCE would only time out before the TAKEOVER it comes to anyway.
+        voters = [view for view in views if view.node_id in alive_masters and _reaches(best, view)]
+        majority_alive = 2 * len(alive_masters) > len(masters) and 2 * len(voters) > len(masters)
         mode = FailoverMode.FORCE if majority_alive else FailoverMode.TAKEOVER
         reason = f"{why}; promoting the replica with the highest offset"
         return Failover(best.address, mode, reason, certain=True)
     return None
+
+
+def _reaches(source: NodeView, target: NodeView) -> bool:
+    """Whether ``source`` knows ``target`` at its current address and does not flag it failed."""
+    entry = source.entry(target.node_id)
+    return entry is not None and entry.address == target.address and not entry.failed
 
 
 def start_stopped_members(spec: ClusterSpec, observation: Observation) -> Step:
