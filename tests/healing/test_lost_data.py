@@ -50,7 +50,8 @@ def test_wiped_node_rejoins_as_replica(
     for name, ids in cluster_node_ids(cluster).items():
         assert old_id not in ids, f"{name} still knows the stale ID"
         assert len(ids) == 6, (name, ids)
-    assert cluster.roles()[victim] == "slave"
+    roles = cluster.roles()  # a wiped master may have its role back (masters spread)
+    assert {roles["demo-1-0"], roles["demo-1-1"]} == {"master", "slave"}, roles
     redis_cli_check(cluster)
     assert_fully_linked(cluster)
     with cluster.cluster_client() as client:
@@ -77,9 +78,10 @@ def test_wiped_master_dying_with_its_replica_keeps_the_replicas_data(
     cluster.wait_unready()
     cluster.wait_ready()
 
-    assert cluster.roles()[replica] == "master"
-    assert cluster.roles()[master] == "slave"
-    assert any(e.startswith("failover") for e in cluster.events()), cluster.events()
+    roles = cluster.roles()  # the empty node may get the role back later (masters spread)
+    assert {roles[replica], roles[master]} == {"master", "slave"}, roles
+    events = cluster.events()
+    assert any(e.startswith("failover (force) to") or "(takeover)" in e for e in events), events
     redis_cli_check(cluster)
     assert_fully_linked(cluster)
     with cluster.cluster_client() as client:

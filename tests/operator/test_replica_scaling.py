@@ -1,7 +1,8 @@
 """Replicas per shard scale out and in with `kubectl apply`: new replicas link to their shard's
 master on other nodes; on the way in, the operator moves the role of a master sitting on a
 removed ordinal to a replica that stays before it shrinks the StatefulSet, the loop forgets the
-removed nodes, and every key stays."""
+removed nodes, and every key stays; scaled out again at once, the returning nodes are met once
+their FORGET ban ends, without a storm of MEETs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.operator.test_kubectl_workflow import (
     shards_seen_by_redis,
     status,
 )
-from tests.testbed.kube import apply, eventually, redis_cli
+from tests.testbed.kube import JSON, apply, eventually, redis_cli
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -65,10 +66,15 @@ def test_replicas_scale_out_and_in_keeping_every_key(
     )
     assert all(len(replicas.split(",")) == 2 for _, replicas, _ in shards_in_status(cp, namespace))
 
-    # Make an ordinal that is about to go a master: shop-0-2 takes over shard 0.
-    ip = running_pods(cp, namespace)["shop-0-2"]["status"]["podIP"]
-    assert redis_cli(ip, pw, "cluster", "failover") == "OK"
-    eventually(lambda: roles(cp, namespace, pw).get("shop-0-2") == "master", "shop-0-2 master")
+    # Make an ordinal that is about to go a master: shop-0-2 takes over shard 0, and the other
+    # shards' roles move so that masters stay one per node (else the loop spreads them again).
+    chosen = masters_one_per_node(running_pods(cp, namespace))
+    for name in chosen:
+        if roles(cp, namespace, pw).get(name) != "master":
+            ip = running_pods(cp, namespace)[name]["status"]["podIP"]
+            assert redis_cli(ip, pw, "cluster", "failover") == "OK"
+            eventually(lambda n=name: roles(cp, namespace, pw).get(n) == "master", f"{name} master")
+    assert all(roles(cp, namespace, pw)[name] == "master" for name in chosen)
 
     apply(cp, namespace, CLUSTER % {"replicas": 1})
     eventually(lambda: ready_with(cp, namespace, 6), "Ready again with 6 Pods", 180)
@@ -87,3 +93,39 @@ def test_replicas_scale_out_and_in_keeping_every_key(
         "-o", "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
     ).stdout  # fmt: skip
     assert "shop-0-2 is master and goes with the scale-in; handing its role over" in events
+
+    # Out again at once, the removed Pods' volumes kept: their node IDs return while the servers
+    # still ban them (FORGET). The loop waits out the ban, then meets them: no MEET storm.
+    introductions = meets(cp, namespace)
+    apply(cp, namespace, CLUSTER % {"replicas": 2})
+    eventually(lambda: ready_with(cp, namespace, 9), "Ready with 9 Pods again", 240)
+    redis_cli_check_at(some_ip, pw)
+    added = meets(cp, namespace) - introductions
+    assert added <= 6, f"{added} 'introduce nodes' actions for 3 returning replicas"
+    with cluster_client(cp, namespace, pw) as client:
+        assert_keys(client, written)
+
+
+def masters_one_per_node(listed: dict[str, JSON]) -> list[str]:
+    """shop-0-2, and one Pod of shards 1 and 2, all on different nodes."""
+    node = {name: pod["spec"]["nodeName"] for name, pod in listed.items()}
+    for one in range(3):
+        for two in range(3):
+            chosen = ["shop-0-2", f"shop-1-{one}", f"shop-2-{two}"]
+            if len({node[name] for name in chosen}) == 3:
+                return chosen
+    raise AssertionError(f"no choice of masters one per node: {node}")
+
+
+def meets(cp: ControlPlane, namespace: str) -> int:
+    """How many "introduce nodes" actions the operator took (its Events on the RedisCluster)."""
+    found = cp.kubectl(
+        "get", "events", "-n", namespace, "--field-selector=involvedObject.kind=RedisCluster",
+        "-o", "jsonpath={range .items[*]}{.count} {.message}{'\\n'}{end}",
+    ).stdout  # fmt: skip
+    total = 0
+    for line in found.splitlines():
+        count, _, message = line.partition(" ")
+        if message.startswith("introduce nodes"):
+            total += int(count or 1)
+    return total

@@ -40,14 +40,18 @@ class Reconciler:
         pool: ClientPool,
         report: Callable[[LoopStatus], None],
         log: Callable[[str], None],
+        forgotten: dict[str, float] | None = None,
     ) -> None:
+        """``forgotten`` (node ID -> monotonic time this loop forgot it) may be shared with the
+        next Reconciler of the same cluster (a spec change restarts the loop; the servers' bans
+        on forgotten IDs go on)."""
         self.spec = spec
         self.platform = platform
         self.pool = pool
         self._report = report
         self._log = log
         self._events: list[Event] = []
-        self._forgotten: dict[str, float] = {}  # node ID -> when this loop last forgot it
+        self._forgotten = forgotten if forgotten is not None else {}
         self._errors = 0
         self._last_wait: str | None = None
 
@@ -58,7 +62,8 @@ class Reconciler:
 
     def _bans(self) -> dict[str, float]:
         now = time.monotonic()
-        self._forgotten = {i: t for i, t in self._forgotten.items() if now - t < FORGET_BAN_S}
+        for node_id in [i for i, t in self._forgotten.items() if now - t >= FORGET_BAN_S]:
+            del self._forgotten[node_id]
         return {i: FORGET_BAN_S - (now - t) for i, t in self._forgotten.items()}
 
     async def run_once(self) -> Step:

@@ -152,7 +152,14 @@ def shard_status(shard: ShardSummary) -> JSON:
 class ClusterRun:
     """The Reconciler of one RedisCluster, with the platform watch it feeds on."""
 
-    def __init__(self, cluster: RedisCluster, password: str, body: JSON, generation: int) -> None:
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        password: str,
+        body: JSON,
+        generation: int,
+        forgotten: dict[str, float],
+    ) -> None:
         self.cluster = cluster
         self.body = body
         self.generation = generation
@@ -160,7 +167,12 @@ class ClusterRun:
         self.platform = KubernetesPlatform(api(), cluster.namespace, cluster.cluster)
         self.pool = ClientPool(password)
         self.reconciler = Reconciler(
-            cluster.cluster, self.platform, self.pool, self._report, _cluster_log(cluster)
+            cluster.cluster,
+            self.platform,
+            self.pool,
+            self._report,
+            _cluster_log(cluster),
+            forgotten,
         )
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None
@@ -277,6 +289,7 @@ async def run_cluster(
     applied_generation = -1
     last_failure: tuple[str, str] | None = None
     drifted: list[str] = []  # changes others made to owned objects, not yet undone
+    forgotten: dict[str, float] = {}  # node IDs the loop forgot (banned a while), across runs
     try:
         while not stopped:
             try:
@@ -307,7 +320,7 @@ async def run_cluster(
                     if run is None or run.cluster.cluster != cluster.cluster:
                         if run is not None:
                             await run.close()
-                        run = ClusterRun(cluster, password, body, generation)
+                        run = ClusterRun(cluster, password, body, generation, forgotten)
                         run.start()
                     run.generation = generation
                     applied_generation = generation
