@@ -4,13 +4,14 @@ command fails, as a client behind a Kubernetes Service would after every Pod got
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
+
+from tests.writers import Background
 
 WAIT_TIMEOUT_MS = 500
 FAILURE_PAUSE_S = 0.02
@@ -27,27 +28,21 @@ class AckedLog:
         return self.acknowledged.copy()
 
 
-class AckedWriter:
+class AckedWriter(Background):
     """Writes ``<prefix>:<n>`` keys until stopped or ``max_seconds`` pass; ``connect`` builds a
     fresh cluster client (from the addresses the cluster has now)."""
 
     def __init__(
         self, connect: Callable[[], RedisCluster], prefix: str, max_seconds: float = 170.0
     ) -> None:
+        super().__init__()
         self.connect = connect
         self.prefix = prefix
         self.max_seconds = max_seconds
         self.log = AckedLog()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> AckedLog:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "writer did not stop"
+        self.halt()
         return self.log
 
     def _run(self) -> None:

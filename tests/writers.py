@@ -17,25 +17,38 @@ class WriteLog:
     successes_after: list[float] = field(default_factory=list)
 
 
-class Writer:
-    """Writes ``<prefix>:<n>`` keys in a loop until stopped or ``max_seconds`` pass."""
+class Background:
+    """A daemon thread that runs ``_run`` (which must watch ``_stop``) until ``halt()``."""
 
-    def __init__(self, client: RedisCluster, prefix: str, max_seconds: float = 60.0) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.max_seconds = max_seconds
-        self.log = WriteLog()
-        self.mark: float | None = None
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> WriteLog:
+    def halt(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
         assert not self._thread.is_alive(), "writer did not stop"
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Writer(Background):
+    """Writes ``<prefix>:<n>`` keys in a loop until stopped or ``max_seconds`` pass."""
+
+    def __init__(self, client: RedisCluster, prefix: str, max_seconds: float = 60.0) -> None:
+        super().__init__()
+        self.client = client
+        self.prefix = prefix
+        self.max_seconds = max_seconds
+        self.log = WriteLog()
+        self.mark: float | None = None
+
+    def stop(self) -> WriteLog:
+        self.halt()
         return self.log
 
     def _run(self) -> None:

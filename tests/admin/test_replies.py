@@ -9,6 +9,7 @@ from redkube.admin.replies import (
     parse_cluster_nodes,
     parse_info,
     parse_node_line,
+    replicating_from,
     replication_offset,
     server_version,
 )
@@ -278,3 +279,9 @@ def test_master_link_up(info: dict[str, str], up: bool | None) -> None:
 
 def test_server_version_without_any_version_field() -> None:
     assert server_version({}) == "redis ?"
+
+
+def test_replicating_from_reads_master_host_and_port() -> None:
+    info = parse_info("role:slave\r\nmaster_host:127.0.5.3\r\nmaster_port:6379\r\n")
+    assert replicating_from(info) == Address("127.0.5.3", 6379)
+    assert replicating_from(parse_info("role:master\r\n")) is None

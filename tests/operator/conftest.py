@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from redkube.testbed import ControlPlane
+from tests.testbed.kube import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "deploy" / "crd.yaml"
@@ -65,15 +66,27 @@ def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -
     return process.returncode
 
 
+def install_crd(cp: ControlPlane) -> None:
+    """Apply the CRD and poll until it is Established (`kubectl wait` right after a first apply
+    can fail at once: "<nil> is of the type <nil>" before the CRD has any condition)."""
+    cp.kubectl("apply", "-f", str(CRD))
+
+    def established() -> bool:
+        done = cp.kubectl(
+            "get", "crd", "redisclusters.redkube.io", "-o",
+            "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False,
+        )  # fmt: skip
+        return done.stdout.strip() == "True"
+
+    eventually(established, "the CRD is Established", 60)
+
+
 @pytest.fixture(scope="session")
 def operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """Yields the operator's log file; the operator is stopped (SIGTERM) afterwards."""
-    control_plane.kubectl("apply", "-f", str(CRD))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/redisclusters.redkube.io", "--timeout=60s"
-    )
+    install_crd(control_plane)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process = start_operator(control_plane, log, NAMESPACES)  # Lease default/redkube-op
     try:

@@ -21,7 +21,12 @@ from redkube.kubernetes.leasing import new_lease, observe
 from redkube.platform.kubernetes.api import KubernetesApi, KubernetesError
 from redkube.platform.kubernetes.leases import LeaderElector
 from redkube.testbed import ControlPlane
-from tests.operator.conftest import CRD, LEASE_NAMESPACE, start_operator, stop_operator
+from tests.operator.conftest import (
+    LEASE_NAMESPACE,
+    install_crd,
+    start_operator,
+    stop_operator,
+)
 from tests.testbed.kube import JSON, apply, eventually, get
 
 GLOB = "lead-*"
@@ -52,13 +57,6 @@ def holder(cp: ControlPlane, name: str) -> str:
 
 def phase(cp: ControlPlane, namespace: str, name: str) -> str:
     return str((get(cp, namespace, "rediscluster", name).get("status") or {}).get("phase", ""))
-
-
-def install_crd(cp: ControlPlane) -> None:
-    cp.kubectl("apply", "-f", str(CRD))
-    cp.kubectl(
-        "wait", "--for=condition=Established", "crd/redisclusters.redkube.io", "--timeout=60s"
-    )
 
 
 class Pair:

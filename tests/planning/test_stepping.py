@@ -933,3 +933,22 @@ def test_masters_are_moved_only_while_a_move_helps() -> None:
     assert sum(isinstance(step, Failover) for step in trace) == 1
     per_host = Counter(s.domain.host for s in cluster.seats if cluster.nodes[s.node_id].is_master)
     assert sorted(per_host.values()) == [1, 2]
+
+
+def test_a_replica_whose_link_points_at_its_master_s_old_address_is_pointed_again() -> None:
+    """Redis 7.0 learns a master's new IP by gossip into the cluster table, but its replication
+    link keeps the old one (down for ever): REPLICATE again re-points it."""
+    cluster = Cluster.healthy(3, 1)
+    cluster.node(0, 1).link_up = False
+    observation = cluster.observe()
+    replica = cluster.seat(0, 1).address
+    members = tuple(
+        replace(o, view=replace(o.view, replicating_from=Address("127.0.99.9")))
+        if o.view is not None and o.view.address == replica
+        else o
+        for o in observation.members
+    )
+    step = next_step(cluster.spec(), replace(observation, members=members))
+    assert step == Replicate(((replica, cluster.node(0, 0).node_id),))
+    # Pointing at the right address, a link that is down is only waited for.
+    assert isinstance(step_of(cluster), Wait)

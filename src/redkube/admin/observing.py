@@ -10,6 +10,7 @@ from redkube.admin.replies import (
     master_link_up,
     parse_cluster_nodes,
     parse_info,
+    replicating_from,
     replication_offset,
     server_version,
 )
@@ -54,4 +55,5 @@ async def observe_node(address: Address, pool: ClientPool) -> NodeView:
         keys=keys,
         used_memory=int(info.get("used_memory", "0")),
         version=server_version(info),
+        replicating_from=replicating_from(info),
     )

@@ -71,6 +71,14 @@ def master_link_up(info: Mapping[str, str]) -> bool | None:
     return info.get("master_link_status") == "up"
 
 
+def replicating_from(info: Mapping[str, str]) -> Address | None:
+    """Where a replica's replication link points (INFO's master_host and master_port)."""
+    host, port = info.get("master_host"), info.get("master_port")
+    if info.get("role") != "slave" or not host or not port or not port.isdigit():
+        return None
+    return Address(host, int(port))
+
+
 def server_version(info: Mapping[str, str]) -> str:
     if "valkey_version" in info:
         return f"valkey {info['valkey_version']}"

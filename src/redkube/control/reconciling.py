@@ -18,6 +18,7 @@ from redkube.admin.observing import observe
 from redkube.control.statuses import Event, LoopStatus, phase_of
 from redkube.model.actions import Forget, StartMembers, Step, Wait
 from redkube.model.members import MemberState
+from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
 from redkube.planning.assessing import assess, claimed_slots
 from redkube.planning.stepping import next_step
@@ -41,10 +42,13 @@ class Reconciler:
         report: Callable[[LoopStatus], None],
         log: Callable[[str], None],
         forgotten: dict[str, float] | None = None,
+        formed: bool = False,
     ) -> None:
         """``forgotten`` (node ID -> monotonic time this loop forgot it) may be shared with the
         next Reconciler of the same cluster (a spec change restarts the loop; the servers' bans
-        on forgotten IDs go on)."""
+        on forgotten IDs go on). ``formed``: the cluster was seen holding slots before (its last
+        status said so); it only counts while no node answers at all, as when every Pod is
+        down."""
         self.spec = spec
         self.platform = platform
         self.pool = pool
@@ -52,6 +56,7 @@ class Reconciler:
         self._log = log
         self._events: list[Event] = []
         self._forgotten = forgotten if forgotten is not None else {}
+        self._formed = formed
         self._errors = 0
         self._last_wait: str | None = None
 
@@ -65,6 +70,13 @@ class Reconciler:
         for node_id in [i for i, t in self._forgotten.items() if now - t >= FORGET_BAN_S]:
             del self._forgotten[node_id]
         return {i: FORGET_BAN_S - (now - t) for i, t in self._forgotten.items()}
+
+    def _seen_formed(self, observation: Observation) -> bool:
+        """Whether the cluster holds slots: what the nodes say, or, when none answers, what was
+        last seen."""
+        if any(True for _ in observation.views()):
+            self._formed = bool(claimed_slots(observation))
+        return self._formed
 
     async def run_once(self) -> Step:
         observation = await observe(self.platform.members(), self.pool)
@@ -91,7 +103,7 @@ class Reconciler:
                 self.record(f"failed: {error}")
         self._report(
             LoopStatus(
-                phase=phase_of(step, health, formed=bool(claimed_slots(observation))),
+                phase=phase_of(step, health, formed=self._seen_formed(observation)),
                 step="in sync with the spec" if step is None else step.describe(),
                 problems=health.problems,
                 masters=health.masters,

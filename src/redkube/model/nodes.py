@@ -66,6 +66,8 @@ class NodeView:
     keys: int
     used_memory: int
     version: str
+    # A replica's replication link target (INFO master_host:master_port); None on a master.
+    replicating_from: Address | None = None
 
     @property
     def node_id(self) -> str:

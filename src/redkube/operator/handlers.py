@@ -173,6 +173,7 @@ class ClusterRun:
             self._report,
             _cluster_log(cluster),
             forgotten,
+            formed=(body.get("status") or {}).get("phase") in ("Ready", "Healing"),
         )
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None

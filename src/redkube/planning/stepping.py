@@ -293,10 +293,18 @@ def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
             continue
         master = masters[0]
         for view in shard_views(spec, observation, shard):
-            if view is master or view.myself.master_id == master.node_id:
+            if view is master:
                 continue
+            if view.myself.master_id == master.node_id and view.replicating_from in (
+                None,
+                master.address,
+            ):
+                continue
+            # Not following it yet, or following it at an address it left: Redis 7.0 updates a
+            # master's address learned by gossip in the cluster table but not the replication
+            # link, which then points at the old IP for ever. REPLICATE again re-points it.
             known = view.entry(master.node_id)
-            if known is None or known.in_handshake:
+            if known is None or known.in_handshake or known.address != master.address:
                 continue
             assignments.append((view.address, master.node_id))
     if assignments:
