@@ -232,12 +232,21 @@ def restart_every_pod(
                 UNREADY_TIMEOUT_S,
                 POLL_S,
             )
+        phases: set[str] = set()
+
+        def ready_noting_phases() -> bool:
+            phases.add(str(status(cp, namespace).get("phase")))
+            return back_ready(cp, namespace, old_uids)
+
         eventually(
-            lambda: back_ready(cp, namespace, old_uids),
+            ready_noting_phases,
             "Ready 6/6 with six new Pods Running",
             READY_TIMEOUT_S - (time.monotonic() - began),
             POLL_S,
         )
+        # The phase comes from what is observed, not from a new operator's memory: a cluster
+        # holding data is Healing, never Bootstrapping.
+        assert "Bootstrapping" not in phases, f"phases seen: {sorted(phases)}"
     except AssertionError as error:
         raise explain(cp, namespace, number, error, pw) from None
     return Round(number, time.monotonic() - began, down)
