@@ -2,7 +2,7 @@
 N times in a row, under a writer that does SET then WAIT 1 (redis-py's RedisCluster, against the
 Pod IPs). Per round: seconds from the deletion to status Ready 6/6 with six new Pods Running; in
 round --kill-round the operator is SIGKILLed right after the deletion and a new one started once
-the new Pods exist. The scenario is tests/operator/test_full_restart.py's, on a fresh control
+the new Pods exist. The scenario is tests/operator/test_operator_full_restart.py's, on a fresh control
 plane.
 
 No reference tool reports this figure on this machine, so the numbers are printed as they are.
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from redkube.testbed import ControlPlane
 from tests.acked_writers import AckedWriter
-from tests.operator.test_full_restart import (
+from tests.operator.test_kubectl_workflow import CLUSTER, cluster_client, password
+from tests.operator.test_operator_full_restart import (
     WRITES_BETWEEN_ROUNDS,
     Connector,
     Operator,
@@ -36,7 +37,6 @@ from tests.operator.test_full_restart import (
     summary,
     wait_for_writes,
 )
-from tests.operator.test_kubectl_workflow import CLUSTER, cluster_client, password
 from tests.testbed.kube import apply, eventually
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
 from tests.acked_writers import AckedWriter
@@ -71,6 +72,7 @@ def wait_for_writes(writer: AckedWriter, count: int) -> None:
     wait_for(lambda: len(writer.log.acknowledged) > count, 30, f"{count} acknowledged writes")
 
 
+@pytest.mark.timeout(600)  # ten full restarts, about 1-2 min
 def test_every_node_restarts_at_once_with_new_addresses(redkube: Redkube, server: str) -> None:
     cluster = redkube.up_cluster("demo", 3, 1, server, "--new-address-on-restart")
     assert cluster.record["new_address_on_restart"] is True

@@ -45,6 +45,7 @@ def ready_with(cp: ControlPlane, namespace: str, pods: int) -> bool:
     )
 
 
+@pytest.mark.timeout(600)  # includes waiting out a 60 s FORGET ban
 @pytest.mark.namespace_prefix("op")
 def test_replicas_scale_out_and_in_keeping_every_key(
     control_plane: ControlPlane, operator: Path, namespace: str

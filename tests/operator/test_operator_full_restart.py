@@ -297,6 +297,7 @@ def summary(rounds: list[Round], log: AckedLog) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.timeout(900)  # ten full restarts, about 2-4 min unloaded
 @pytest.mark.namespace_prefix("full")
 @pytest.mark.parametrize("image", ["redis:7.0", "valkey/valkey:9.1"])
 def test_every_pod_deleted_at_once_ten_times_under_writes(
