@@ -2,8 +2,8 @@
 N times in a row, under a writer that does SET then WAIT 1 (redis-py's RedisCluster, against the
 Pod IPs). Per round: seconds from the deletion to status Ready 6/6 with six new Pods Running; in
 round --kill-round the operator is SIGKILLed right after the deletion and a new one started once
-the new Pods exist. The scenario is tests/operator/test_operator_full_restart.py's, on a fresh control
-plane.
+the new Pods exist. The scenario is tests/operator/test_operator_full_restart.py's, on a fresh
+control plane.
 
 No reference tool reports this figure on this machine, so the numbers are printed as they are.
 Run: python bench/full_restart.py [--rounds 10] [--image redis:7.0] [--kill-round 5]
