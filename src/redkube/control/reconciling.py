@@ -82,6 +82,10 @@ class Reconciler:
         observation = await observe(self.platform.members(), self.pool)
         observation = dataclasses.replace(observation, banned=self._bans())
         step = next_step(self.spec, observation)
+        if isinstance(step, StartMembers) and not self.platform.starts_members:
+            # Nothing to do but let the platform start them: a named wait, not an action (an
+            # Event) on every pass while Pods are recreated.
+            step = Wait(f"{', '.join(step.names)} not running yet; the platform starts them")
         health = assess(self.spec, observation)
         error: str | None = None
         if isinstance(step, Wait) and step.reason != self._last_wait:

@@ -11,6 +11,10 @@ from redkube.model.members import Member
 class Platform(Protocol):
     """What the reconcile loop needs from wherever nodes run (local processes, Kubernetes)."""
 
+    # Whether start() starts members itself (local processes), or the platform starts them on
+    # its own and start() only waits (Kubernetes: the kubelet and the StatefulSet controller).
+    starts_members: bool
+
     def members(self) -> Sequence[Member]:
         """Every member of the spec, with its address, failure domain and state, right now."""
         ...

@@ -77,6 +77,8 @@ def pod_problem(pod: JSON) -> str | None:
 
 
 class KubernetesPlatform:
+    starts_members = False  # the kubelet restarts containers, the StatefulSet recreates Pods
+
     def __init__(self, api: KubernetesApi, namespace: str, spec: ClusterSpec) -> None:
         self.api = api
         self.namespace = namespace

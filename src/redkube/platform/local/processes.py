@@ -53,6 +53,8 @@ class _Node:
 
 
 class LocalPlatform:
+    starts_members = True
+
     def __init__(
         self,
         layout: ClusterLayout,
