@@ -133,7 +133,8 @@ def test_apply_check_write_delete_a_master_heal_read_back(
     eventually(
         lambda: status(cp, namespace).get("phase") == "Ready", "the RedisCluster is Ready", 180
     )
-    assert len(running_pods(cp, namespace)) == 6
+    # The Pods' readiness probes (cluster_state:ok) follow within their period.
+    eventually(lambda: len(running_pods(cp, namespace)) == 6, "6 Pods Running and Ready", 30)
     assert status(cp, namespace)["readyNodes"] == "6/6"
     table = cp.kubectl("get", "rdc", "-n", namespace).stdout
     assert "Ready" in table and "6/6" in table, table

@@ -73,8 +73,17 @@ def test_a_missing_secret_is_reported_then_used_once_created(
         "the cluster is built once the Secret exists",
         180,
     )
-    listed = pods(cp, namespace, "redkube.io/cluster=keyed")
-    assert len(listed) == 3 and all(is_ready(p) for p in listed.values())
+    # The Pods' readiness probes (cluster_state:ok) follow within their period.
+    listed = eventually(
+        lambda: (
+            (found := pods(cp, namespace, "redkube.io/cluster=keyed"))
+            and len(found) == 3
+            and all(is_ready(p) for p in found.values())
+            and found
+        ),
+        "3 Pods Ready",
+        30,
+    )
     ip = next(iter(listed.values()))["status"]["podIP"]
     assert redis_cli(ip, "chosen by the user", "ping") == "PONG"
     # Reported once while it lasted, not once per pass.

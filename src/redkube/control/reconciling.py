@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import traceback
 from collections.abc import Callable
 
 from redkube.admin.connections import AdminError, ClientPool
@@ -27,6 +28,9 @@ from redkube.platform import Platform
 RESYNC_S = 1.0
 WAIT_POLL_S = 0.02
 MAX_ERROR_PAUSE_S = 5.0
+# One pass (observe, plan, act) is bounded: every Redis call has a 1 s socket timeout and actions
+# confirm within seconds, so a pass that takes this long is stuck; it is cancelled and retried.
+PASS_TIMEOUT_S = 60.0
 EVENTS_KEPT = 30
 # A node refuses a node ID it was told to FORGET for 60 s (CLUSTER_BLACKLIST_TTL in Redis and
 # Valkey; Valkey drops a MEET of it after the handshake). One more second for clock skew.
@@ -127,7 +131,15 @@ class Reconciler:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            step = await self.run_once()
+            try:
+                async with asyncio.timeout(PASS_TIMEOUT_S):
+                    step = await self.run_once()
+            except Exception as error:  # the loop must outlive any one pass: said, then retried
+                self._errors += 1
+                why = "took too long" if isinstance(error, TimeoutError) else "failed"
+                self.record(f"failed: a pass {why} ({type(error).__name__}: {error})")
+                self._log("".join(traceback.format_exception(error)).rstrip())
+                step = None
             if self._errors:
                 pause = min(0.1 * 2 ** (self._errors - 1), MAX_ERROR_PAUSE_S)
             elif step is None:

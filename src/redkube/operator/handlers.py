@@ -178,6 +178,7 @@ class ClusterRun:
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._patches: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._tasks = [
@@ -187,7 +188,13 @@ class ClusterRun:
 
     async def _loop(self) -> None:
         await self.platform.synced.wait()
-        await self.reconciler.run(self.stop)
+        try:
+            await self.reconciler.run(self.stop)
+        except Exception:  # never silently: a dead loop heals nothing
+            log.exception(
+                "%s/%s: the reconcile loop ended", self.cluster.namespace, self.cluster.name
+            )
+            raise
 
     async def close(self) -> None:
         self.stop.set()
@@ -230,9 +237,12 @@ class ClusterRun:
         comparable = {k: v for k, v in new_status.items() if k != "conditions"}
         if comparable != self._last_status:
             self._last_status = comparable
-            asyncio.get_running_loop().create_task(
+            # Keep a reference: the event loop holds tasks only weakly.
+            patch = asyncio.get_running_loop().create_task(
                 _patch_status(self.cluster.namespace, self.cluster.name, new_status)
             )
+            self._patches.add(patch)
+            patch.add_done_callback(self._patches.discard)
 
 
 def _cluster_log(cluster: RedisCluster) -> Callable[[str], None]:
