@@ -17,7 +17,7 @@ from tests.operator.test_kubectl_workflow import (
     running_pods,
     status,
 )
-from tests.testbed.kube import apply, eventually, redis_cli
+from tests.testbed.kube import apply, eventually, redis_cli, rediscluster_messages
 
 
 def master_nodes(cp: ControlPlane, namespace: str, pw: str) -> list[str]:
@@ -62,10 +62,7 @@ def test_masters_move_back_to_three_nodes_after_a_failover_crowds_one(
     eventually(lambda: len(set(master_nodes(cp, namespace, pw))) == 3, "masters spread again", 120)
     eventually(ready, "Ready again", 120)
 
-    events = cp.kubectl(
-        "get", "events", "-n", namespace, "--field-selector=involvedObject.kind=RedisCluster",
-        "-o", "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
-    ).stdout  # fmt: skip
+    events = "\n".join(rediscluster_messages(cp, namespace))
     assert "spreading masters" in events, events
     some_ip = next(iter(running_pods(cp, namespace).values()))["status"]["podIP"]
     redis_cli_check_at(some_ip, pw)

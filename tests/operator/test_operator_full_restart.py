@@ -33,7 +33,7 @@ from tests.operator.test_kubectl_workflow import (
     running_pods,
     status,
 )
-from tests.testbed.kube import JSON, apply, eventually, pods, redis_cli
+from tests.testbed.kube import JSON, apply, eventually, pods, redis_cli, rediscluster_messages
 
 GLOB = "full-*"
 """This module's own operator serves these namespaces only, so a round can SIGKILL it."""
@@ -334,8 +334,4 @@ def test_every_pod_deleted_at_once_ten_times_under_writes(
         assert_keys(client, log.acknowledged)
     # The kubelet and the StatefulSet controller start Pods: the loop waits for them, it does not
     # post a "start" action on every pass while they come back.
-    messages = cp.kubectl(
-        "get", "events", "-n", namespace, "--field-selector=involvedObject.kind=RedisCluster",
-        "-o", "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
-    ).stdout.splitlines()  # fmt: skip
-    assert not [m for m in messages if m.startswith("start ")], messages
+    assert not rediscluster_messages(cp, namespace, "start "), rediscluster_messages(cp, namespace)

@@ -21,7 +21,7 @@ from tests.operator.test_kubectl_workflow import (
     shards_seen_by_redis,
     status,
 )
-from tests.testbed.kube import JSON, apply, eventually, redis_cli
+from tests.testbed.kube import JSON, apply, eventually, redis_cli, rediscluster_messages
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -89,10 +89,7 @@ def test_replicas_scale_out_and_in_keeping_every_key(
         assert_keys(client, written)
     # The operator moved the master role before it shrank the StatefulSet (the preStop hook is
     # only the fallback).
-    events = cp.kubectl(
-        "get", "events", "-n", namespace, "--field-selector=involvedObject.kind=RedisCluster",
-        "-o", "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
-    ).stdout  # fmt: skip
+    events = "\n".join(rediscluster_messages(cp, namespace))
     assert "shop-0-2 is master and goes with the scale-in; handing its role over" in events
 
     # Out again at once, the removed Pods' volumes kept: their node IDs return while the servers
@@ -120,13 +117,4 @@ def masters_one_per_node(listed: dict[str, JSON]) -> list[str]:
 
 def meets(cp: ControlPlane, namespace: str) -> int:
     """How many "introduce nodes" actions the operator took (its Events on the RedisCluster)."""
-    found = cp.kubectl(
-        "get", "events", "-n", namespace, "--field-selector=involvedObject.kind=RedisCluster",
-        "-o", "jsonpath={range .items[*]}{.count} {.message}{'\\n'}{end}",
-    ).stdout  # fmt: skip
-    total = 0
-    for line in found.splitlines():
-        count, _, message = line.partition(" ")
-        if message.startswith("introduce nodes"):
-            total += int(count or 1)
-    return total
+    return len(rediscluster_messages(cp, namespace, "introduce nodes"))

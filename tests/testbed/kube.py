@@ -57,6 +57,18 @@ def events(cp: ControlPlane, namespace: str, name: str) -> list[JSON]:
     return items
 
 
+def rediscluster_messages(cp: ControlPlane, namespace: str, prefix: str = "") -> list[str]:
+    """The messages of the Events on RedisClusters in the namespace (the operator's actions),
+    each as often as Kubernetes counted it, those starting with ``prefix``."""
+    reply = get(cp, namespace, "events", "--field-selector=involvedObject.kind=RedisCluster")
+    return [
+        event["message"]
+        for event in reply["items"]
+        if event["message"].startswith(prefix)
+        for _ in range(int(event.get("count") or 1))
+    ]
+
+
 def redis_cli(ip: str, password: str, *command: str) -> str:
     done = subprocess.run(
         ["redis-cli", "-h", ip, "-a", password, "--no-auth-warning", *command],

@@ -78,7 +78,7 @@ class Reconciler:
     def _seen_formed(self, observation: Observation) -> bool:
         """Whether the cluster holds slots: what the nodes say, or, when none answers, what was
         last seen."""
-        if any(True for _ in observation.views()):
+        if next(observation.views(), None) is not None:
             self._formed = bool(claimed_slots(observation))
         return self._formed
 

@@ -79,6 +79,11 @@ class NodeView:
                 return entry
         return None
 
+    def knows_at(self, other: NodeView) -> NodeEntry | None:
+        """This node's entry for ``other``, if it knows it at the address it answers at now."""
+        entry = self.entry(other.node_id)
+        return entry if entry is not None and entry.address == other.address else None
+
     def others(self) -> tuple[NodeEntry, ...]:
         return tuple(e for e in self.known if not e.myself and not e.in_handshake)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
@@ -279,8 +280,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     registered again as not requiring one. This runs before kopf watches anything. The name stays
     set so that kopf removes the finalizer older redkube versions put on existing objects.
     """
-    import dataclasses  # only here: nothing else in this module needs it
-
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
     settings.persistence.finalizer = "redkube.io/daemon"

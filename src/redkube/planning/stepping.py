@@ -116,8 +116,8 @@ def fail_over_dead_masters(spec: ClusterSpec, observation: Observation) -> Step:
 
 def _reaches(source: NodeView, target: NodeView) -> bool:
     """Whether ``source`` knows ``target`` at its current address and does not flag it failed."""
-    entry = source.entry(target.node_id)
-    return entry is not None and entry.address == target.address and not entry.failed
+    entry = source.knows_at(target)
+    return entry is not None and not entry.failed
 
 
 def start_stopped_members(spec: ClusterSpec, observation: Observation) -> Step:
@@ -225,8 +225,7 @@ def meet(spec: ClusterSpec, observation: Observation) -> Step:
         for target in views:
             if target is source:
                 continue
-            entry = source.entry(target.node_id)
-            if entry is not None and entry.address == target.address:
+            if source.knows_at(target) is not None:
                 continue
             if not _share_history(source, target, member_ids):
                 claimed_by_others = {
@@ -238,11 +237,11 @@ def meet(spec: ClusterSpec, observation: Observation) -> Step:
                         "others and shares no node with it (another cluster?); refusing to merge "
                         "them"
                     )
-            banned = observation.banned.get(target.node_id)
-            if banned is not None and banned > 0:
+            if target.node_id in observation.banned:
                 return Wait(
                     f"{names[target.node_id]} ({target.node_id[:8]}) was forgotten recently; "
-                    f"the servers refuse it for {banned:.0f}s more (FORGET ban) before a meet"
+                    f"the servers refuse it for {observation.banned[target.node_id]:.0f}s more "
+                    "(FORGET ban) before a meet"
                 )
             pairs.append((source.address, target.address))
     if pairs:
@@ -303,8 +302,8 @@ def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
             # Not following it yet, or following it at an address it left: Redis 7.0 updates a
             # master's address learned by gossip in the cluster table but not the replication
             # link, which then points at the old IP for ever. REPLICATE again re-points it.
-            known = view.entry(master.node_id)
-            if known is None or known.in_handshake or known.address != master.address:
+            known = view.knows_at(master)
+            if known is None or known.in_handshake:
                 continue
             assignments.append((view.address, master.node_id))
     if assignments:
