@@ -10,14 +10,42 @@ import kopf
 
 from redkube.kubernetes.building import CLUSTER_LABEL
 from redkube.kubernetes.ownership import OWNED_KINDS, drift, owning_cluster
-from redkube.platform.kubernetes.api import FIELD_MANAGER
+from redkube.platform.kubernetes.api import (
+    FIELD_MANAGER,
+    KubernetesApi,
+    KubernetesError,
+    object_path,
+)
 
-_drifted: dict[tuple[str, str], list[str]] = {}
+_drifted: dict[tuple[str, str], dict[str, str]] = {}
+"""Per cluster: the REST path of each object others changed, and the latest such change."""
 
 
-def take_drift(namespace: str, name: str) -> list[str]:
+def take_drift(namespace: str, name: str) -> dict[str, str]:
     """What others changed in the cluster's objects since the last call (and forget it)."""
-    return _drifted.pop((namespace, name), [])
+    return _drifted.pop((namespace, name), {})
+
+
+async def still_drifted(api: KubernetesApi, changes: dict[str, str]) -> dict[str, str]:
+    """The changes that the objects show now.
+
+    An event can arrive after the apply that undid its change: a StatefulSet's status written
+    between a `kubectl scale` and our apply still carries kubectl's managed fields. So each
+    change is read again from the object as it is (level-triggered), and only what remains is
+    drift. An object that is gone, or cannot be read, keeps its change: applying once more is
+    harmless.
+    """
+    remaining: dict[str, str] = {}
+    for path, change in changes.items():
+        try:
+            current = await api.get(path)
+        except KubernetesError:
+            remaining[path] = change  # deleted (the event said so), or unreadable
+            continue
+        now = drift("MODIFIED", current, FIELD_MANAGER)
+        if now is not None:
+            remaining[path] = now
+    return remaining
 
 
 async def owned_object_event(event: kopf.RawEvent, namespace: str | None, **_: Any) -> None:
@@ -26,9 +54,11 @@ async def owned_object_event(event: kopf.RawEvent, namespace: str | None, **_: A
     change = drift(event.get("type"), raw, FIELD_MANAGER)
     if cluster is None or change is None:
         return
-    changes = _drifted.setdefault((namespace or "default", cluster), [])
-    if change not in changes:
-        changes.append(change)
+    try:
+        path = object_path(raw)
+    except KeyError:
+        return  # not a kind the operator applies
+    _drifted.setdefault((namespace or "default", cluster), {})[path] = change
 
 
 class _QuietWatch(logging.Filter):

@@ -29,7 +29,7 @@ from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
-from redkube.operator.drifting import take_drift
+from redkube.operator.drifting import still_drifted, take_drift
 from redkube.operator.handover import hand_over_before_scale_in
 from redkube.planning.assessing import ShardSummary
 from redkube.platform.kubernetes.api import (
@@ -298,7 +298,7 @@ async def run_cluster(
     run: ClusterRun | None = None
     applied_generation = -1
     last_failure: tuple[str, str] | None = None
-    drifted: list[str] = []  # changes others made to owned objects, not yet undone
+    drifted: dict[str, str] = {}  # changes others made to owned objects, not yet undone
     forgotten: dict[str, float] = {}  # node IDs the loop forgot (banned a while), across runs
     try:
         while not stopped:
@@ -313,13 +313,15 @@ async def run_cluster(
             if uid is not None and body["metadata"].get("uid") != uid:
                 return  # deleted and created again: the new object's own daemon serves it
             generation = int(body["metadata"].get("generation", 0))
-            drifted += [c for c in take_drift(namespace, name) if c not in drifted]
+            drifted.update(take_drift(namespace, name))
+            if drifted:
+                drifted = await still_drifted(api(), drifted)
             try:
                 cluster = parse(body)
                 if generation != applied_generation or drifted:
                     say = _cluster_log(cluster)
                     if drifted and generation == applied_generation:
-                        message = "restoring owned objects: " + "; ".join(drifted)
+                        message = "restoring owned objects: " + "; ".join(drifted.values())
                         say(message)
                         _post_event(body, message)
                     password = await _password(cluster)
@@ -334,7 +336,7 @@ async def run_cluster(
                         run.start()
                     run.generation = generation
                     applied_generation = generation
-                    drifted = []
+                    drifted = {}
                 last_failure = None
             except (SpecError, SecretProblem, KubernetesError) as error:
                 reason = _failure_reason(error)
