@@ -62,6 +62,8 @@ class Node:
     beliefs: dict[str, tuple[frozenset[int], str | None]] = field(default_factory=dict)
     migrating: dict[int, str] = field(default_factory=dict)
     importing: dict[int, str] = field(default_factory=dict)
+    # Keys this node holds per slot, for slots left open (what COUNTKEYSINSLOT reports).
+    slot_keys: dict[int, int] = field(default_factory=dict)
     cluster_ok: bool | None = None  # None: derived from slot coverage
     # Set by a failover while this (dead) master was away: it rejoins as a replica of that id.
     rejoin_as_replica_of: str | None = None
@@ -333,6 +335,7 @@ class Cluster:
             keys=node.keys,
             used_memory=1_000_000 + node.keys,
             version=VERSION,
+            open_slot_keys=dict(node.slot_keys) if node.is_master else {},
         )
 
     def observe(self) -> Observation:

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from redkube.model.actions import (
     AddSlots,
+    CloseSlots,
     Failover,
     FailoverMode,
     Forget,
     Meet,
+    MoveSlots,
     Replicate,
     SetConfigEpochs,
     StartMembers,
@@ -139,14 +141,51 @@ def test_waits_on_a_replica_whose_link_is_down() -> None:
     assert "demo-1-1" in step.reason
 
 
-def test_waits_on_open_slots() -> None:
+def test_an_open_slot_where_no_key_moved_is_closed_owner_first() -> None:
     cluster = Cluster.healthy(2, 0)
     source, target = cluster.node(0, 0), cluster.node(1, 0)
     source.migrating = {42: target.node_id}
     target.importing = {42: source.node_id}
     step = step_of(cluster)
-    assert isinstance(step, Wait)
-    assert "slot 42" in step.reason
+    assert step == CloseSlots(source.address, (target.address,), (42,))
+
+
+def test_an_open_slot_whose_keys_partly_moved_is_finished_towards_them() -> None:
+    cluster = Cluster.healthy(2, 0)
+    source, target = cluster.node(0, 0), cluster.node(1, 0)
+    source.migrating = {42: target.node_id}
+    target.importing = {42: source.node_id}
+    target.slot_keys = {42: 3}
+    step = step_of(cluster)
+    assert isinstance(step, MoveSlots) and not step.atomic
+    (move,) = step.moves
+    assert (move.source, move.target, move.ranges) == (
+        source.address,
+        target.address,
+        (SlotRange(42, 42),),
+    )
+
+
+def test_an_open_slot_after_the_source_failed_over_is_finished_from_the_new_owner() -> None:
+    """The importing side names the old master; the promoted replica serves the slot and has no
+    MIGRATING state (it is not replicated); the keys that moved are on the target."""
+    cluster = Cluster.healthy(2, 0)
+    owner, target = cluster.node(0, 0), cluster.node(1, 0)
+    target.importing = {42: "f" * 40}
+    target.slot_keys = {42: 5}
+    step = step_of(cluster)
+    assert isinstance(step, MoveSlots)
+    assert [(m.source, m.target) for m in step.moves] == [(owner.address, target.address)]
+
+
+def test_an_open_slot_with_keys_on_two_other_masters_is_refused_with_a_reason() -> None:
+    cluster = Cluster.healthy(3, 0)
+    owner, one, two = cluster.node(0, 0), cluster.node(1, 0), cluster.node(2, 0)
+    owner.migrating = {42: one.node_id}
+    one.slot_keys = {42: 1}
+    two.slot_keys = {42: 1}
+    step = step_of(cluster)
+    assert isinstance(step, Wait) and "slot 42" in step.reason and "refusing" in step.reason
 
 
 def test_waits_on_a_member_suspected_failing() -> None:

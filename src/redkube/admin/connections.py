@@ -83,6 +83,22 @@ class NodeClient:
 
         return await self._call(name, run, attempts)
 
+    async def pipeline(self, commands: Iterable[tuple[str | int, ...]]) -> list[object]:
+        """Send many commands in one round trip (not a transaction); each reply, or the
+        ResponseError it raised, in order. One attempt: the callers re-observe and retry."""
+        calls = list(commands)
+
+        async def run() -> list[object]:
+            pipe = self._redis.pipeline(transaction=False)
+            for call in calls:
+                pipe.execute_command(*call)
+            replies: list[object] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        if not calls:
+            return []
+        return await self._call(f"{len(calls)} x {calls[0][0]} {calls[0][1]}", run, attempts=1)
+
     async def text(self, *args: str | int, attempts: int = 4) -> str:
         return str(await self.command(*args, attempts=attempts))
 
@@ -135,20 +151,34 @@ class NodeClient:
         return str(reply)
 
 
+# Moving keys waits for the target to store them (MIGRATE): a big key takes longer than the 1 s
+# every other command gets.
+MIGRATION_TIMEOUT_S = 30.0
+
+
 class ClientPool:
-    """One NodeClient per address, reused across reconcile passes."""
+    """One NodeClient per address, reused across reconcile passes; and one with a longer
+    timeout for moving keys."""
 
     def __init__(self, password: str | None, timeout: float = 1.0) -> None:
-        self._password = password
+        self.password = password
         self._timeout = timeout
         self._clients: dict[Address, NodeClient] = {}
+        self._slow: dict[Address, NodeClient] = {}
 
     def client(self, address: Address) -> NodeClient:
         found = self._clients.get(address)
         if found is None:
-            found = self._clients[address] = NodeClient(address, self._password, self._timeout)
+            found = self._clients[address] = NodeClient(address, self.password, self._timeout)
+        return found
+
+    def migration_client(self, address: Address) -> NodeClient:
+        found = self._slow.get(address)
+        if found is None:
+            found = self._slow[address] = NodeClient(address, self.password, MIGRATION_TIMEOUT_S)
         return found
 
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients = [*self._clients.values(), *self._slow.values()]
+        self._clients, self._slow = {}, {}
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)

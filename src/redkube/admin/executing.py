@@ -7,27 +7,45 @@ import time
 from collections.abc import Awaitable, Iterable
 
 from redkube.admin.connections import AdminError, ClientPool
+from redkube.admin.migrating import close_slots, move_slots
 from redkube.admin.replies import parse_cluster_nodes
 from redkube.model.actions import (
     AddSlots,
+    CloseSlots,
     Failover,
     FailoverMode,
     Forget,
     Meet,
+    MoveSlots,
     Replicate,
     Reset,
     SetConfigEpochs,
 )
 from redkube.model.addresses import Address
 
-RedisAction = SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget | Reset
+RedisAction = (
+    SetConfigEpochs
+    | AddSlots
+    | Meet
+    | Replicate
+    | Failover
+    | Forget
+    | Reset
+    | MoveSlots
+    | CloseSlots
+)
 
 CONFIRM_TIMEOUT_S = 3.0
 POLL_INTERVAL_S = 0.01
 
 
-async def execute(action: RedisAction, pool: ClientPool) -> None:
+async def execute(action: RedisAction, pool: ClientPool) -> int:
+    """Carry the action out; the number of keys it moved (resharding), else 0."""
     match action:
+        case MoveSlots():
+            return await move_slots(action, action.masters, pool)
+        case CloseSlots():
+            await close_slots(action, pool)
         case SetConfigEpochs(epochs):
             await _all(pool.client(a).cluster_set_config_epoch(e) for a, e in epochs)
         case AddSlots(assignments):
@@ -50,6 +68,7 @@ async def execute(action: RedisAction, pool: ClientPool) -> None:
             await _all(_forget(pool, address, node_id) for address in on)
         case Reset(address, _reason):
             await pool.client(address).cluster_reset(hard=False)
+    return 0
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 from redkube.admin.connections import AdminError, ClientPool
+from redkube.admin.migrating import running_jobs, slot_migrations
 from redkube.admin.replies import (
     master_link_up,
     parse_cluster_nodes,
@@ -22,7 +24,36 @@ from redkube.model.observations import MemberObservation, Observation
 
 async def observe(members: Sequence[Member], pool: ClientPool) -> Observation:
     observed = await asyncio.gather(*(observe_member(member, pool) for member in members))
-    return Observation(tuple(observed))
+    open_slots = sorted(
+        {
+            slot
+            for o in observed
+            if o.view is not None
+            for slot in (*o.view.myself.migrating, *o.view.myself.importing)
+        }
+    )
+    detailed = await asyncio.gather(*(_details(o, open_slots, pool) for o in observed))
+    return Observation(tuple(detailed))
+
+
+async def _details(
+    observed: MemberObservation, open_slots: Sequence[int], pool: ClientPool
+) -> MemberObservation:
+    """What a master holds of slots left open anywhere (to finish or roll them back without
+    losing a key), and its running atomic slot migrations (Valkey 9+)."""
+    view = observed.view
+    if view is None or not view.myself.is_master:
+        return observed
+    client = pool.client(view.address)
+    try:
+        counts = await client.pipeline(("CLUSTER", "COUNTKEYSINSLOT", s) for s in open_slots)
+        jobs = running_jobs(await slot_migrations(client)) if view.atomic_migration else ()
+    except AdminError as error:
+        return MemberObservation(observed.member, None, str(error))
+    keys = {s: c for s, c in zip(open_slots, counts, strict=True) if isinstance(c, int) and c}
+    return dataclasses.replace(
+        observed, view=dataclasses.replace(view, open_slot_keys=keys, migrations=jobs)
+    )
 
 
 async def observe_member(member: Member, pool: ClientPool) -> MemberObservation:
@@ -54,6 +85,7 @@ async def observe_node(address: Address, pool: ClientPool) -> NodeView:
         replication_offset=replication_offset(info),
         keys=keys,
         used_memory=int(info.get("used_memory", "0")),
+        maxmemory=int(info.get("maxmemory", "0") or 0),
         version=server_version(info),
         replicating_from=replicating_from(info),
     )

@@ -36,7 +36,7 @@ from redkube.platform.local.layout import (
     state_root,
 )
 from redkube.platform.local.processes import is_our_server, stop_leftover
-from redkube.platform.local.provisioning import new_record
+from redkube.platform.local.provisioning import new_record, reshaped_record
 from redkube.platform.local.servers import resolve_server
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
@@ -54,6 +54,8 @@ def up(args: argparse.Namespace) -> ExitStatus:
     with addresses_lock(layout.root):
         record = existing_or_new(layout, args)
     supervisor = supervisor_pid(layout)
+    if supervisor is not None:
+        os.kill(supervisor, signal.SIGHUP)  # it reads the record again (a new shape, maybe)
     if supervisor is None:
         for member in record.members:
             moves = record.new_address_on_restart and layout.nodes_conf_path(member.name).exists()
@@ -63,7 +65,8 @@ def up(args: argparse.Namespace) -> ExitStatus:
                     "stop it and run `redkube up` again"
                 )
         supervisor = spawn_supervisor(layout)
-    status = wait_until_ready(layout, supervisor, args.timeout)
+    shape = (record.spec.shards, record.spec.replicas)
+    status = wait_until_ready(layout, supervisor, args.timeout, shape)
     elapsed = time.monotonic() - started
     record = layout.load()  # nodes that started again may have new addresses
     rendering.print_ready(out, layout, record, status, elapsed)
@@ -79,11 +82,10 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
             replicas=pick(args.replicas, record.spec.replicas),
             node_timeout_ms=pick(args.node_timeout_ms, record.spec.node_timeout_ms),
         )
-        if wanted != record.spec:
+        if wanted.node_timeout_ms != record.spec.node_timeout_ms:
             raise UserError(
-                f"cluster {args.name!r} already exists with {rendering.shape(record.spec)}; "
-                "reshaping is not supported yet: choose another --name, or run "
-                f"`redkube down --purge --name {args.name}` first"
+                f"cluster {args.name!r} runs with a node timeout of "
+                f"{record.spec.node_timeout_ms} ms; changing it is not supported yet"
             )
         if args.new_address_on_restart and not record.new_address_on_restart:
             raise UserError(
@@ -94,6 +96,9 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
             raise UserError(
                 f"cluster {args.name!r} runs {record.server}; --server cannot change it"
             )
+        if wanted != record.spec:
+            record = reshaped_record(layout, record, wanted, address_pool())
+            layout.save(record)
         return record
     spec = ClusterSpec(
         name=args.name,
@@ -131,12 +136,18 @@ def read_status(layout: ClusterLayout) -> LoopStatus | None:
         return None
 
 
-def wait_until_ready(layout: ClusterLayout, supervisor: int, timeout: float) -> LoopStatus:
+def wait_until_ready(
+    layout: ClusterLayout, supervisor: int, timeout: float, shape: tuple[int, int]
+) -> LoopStatus:
+    """Until the supervisor reports Ready for this shape; the spinner shows its current step
+    (and a resharding's progress)."""
     deadline = time.monotonic() + timeout
     status: LoopStatus | None = None
     with out.status("starting nodes", spinner="dots") as spinner:
         while time.monotonic() < deadline:
             status = read_status(layout)
+            if status is not None and status.shape not in (None, shape):
+                status = None  # the supervisor has not read the new shape yet
             if status is not None and status.phase is Phase.READY:
                 return status
             if not pid_alive(supervisor):
@@ -150,7 +161,10 @@ def wait_until_ready(layout: ClusterLayout, supervisor: int, timeout: float) -> 
                         f"node {node} keeps crashing ({log}); the supervisor keeps retrying, "
                         f"`redkube down --name {layout.name}` stops it"
                     )
-                spinner.update(f"{status.phase.value.lower()}: {status.step}")
+                if status.migration is not None:
+                    spinner.update(f"resharding: {status.migration.describe()}")
+                else:
+                    spinner.update(f"{status.phase.value.lower()}: {status.step}")
             time.sleep(POLL_S)
     step = status.step if status else "no status yet"
     raise UserError(

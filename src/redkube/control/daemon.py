@@ -14,7 +14,7 @@ import traceback
 from redkube.admin.connections import ClientPool
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
-from redkube.platform.local.layout import ClusterLayout, write_json
+from redkube.platform.local.layout import ClusterLayout, StateError, write_json
 from redkube.platform.local.processes import LocalPlatform
 
 
@@ -96,7 +96,24 @@ async def _supervise(layout: ClusterLayout) -> None:
         last[:] = [status]
         write_json(layout.status_path, {**status.to_json(), "pid": os.getpid(), "at": time.time()})
 
+    def reshape() -> None:
+        """`redkube up` saved a new shape (SIGHUP): new members join, the loop moves slots."""
+        assert reconciler is not None
+        try:
+            updated = layout.load()
+        except StateError as error:
+            log(f"cannot read the new shape: {error}")
+            return
+        platform.reload(updated)
+        if updated.spec != reconciler.spec:
+            reconciler.record(
+                f"new shape: {updated.spec.shards} shards x {updated.spec.replicas} replicas "
+                f"(was {reconciler.spec.shards} x {reconciler.spec.replicas})"
+            )
+        reconciler.spec = updated.spec
+
     reconciler = Reconciler(record.spec, platform, pool, report, log)
+    loop.add_signal_handler(signal.SIGHUP, reshape)
     log(f"supervising {record.spec.name}: {record.spec.shards} shards x {record.spec.replicas}")
     try:
         await reconciler.run(stop)

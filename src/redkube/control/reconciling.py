@@ -16,8 +16,8 @@ from collections.abc import Callable
 from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.executing import execute
 from redkube.admin.observing import observe
-from redkube.control.statuses import Event, LoopStatus, phase_of
-from redkube.model.actions import Forget, StartMembers, Step, Wait
+from redkube.control.statuses import Event, LoopStatus, MigrationProgress, phase_of
+from redkube.model.actions import Forget, MoveSlots, RetireMembers, StartMembers, Step, Wait
 from redkube.model.members import MemberState
 from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
@@ -63,6 +63,7 @@ class Reconciler:
         self._formed = formed
         self._errors = 0
         self._last_wait: str | None = None
+        self._progress = MigrationProgress()
 
     def record(self, message: str) -> None:
         """Something happened worth telling the user (the local form of a Kubernetes Event)."""
@@ -83,14 +84,15 @@ class Reconciler:
         return self._formed
 
     async def run_once(self) -> Step:
+        spec = self.spec  # a new shape (`redkube up`) may arrive while this pass runs
         observation = await observe(self.platform.members(), self.pool)
         observation = dataclasses.replace(observation, banned=self._bans())
-        step = next_step(self.spec, observation)
+        step = next_step(spec, observation)
         if isinstance(step, StartMembers) and not self.platform.starts_members:
             # Nothing to do but let the platform start them: a named wait, not an action (an
             # Event) on every pass while Pods are recreated.
             step = Wait(f"{', '.join(step.names)} not running yet; the platform starts them")
-        health = assess(self.spec, observation)
+        health = assess(spec, observation)
         error: str | None = None
         if isinstance(step, Wait) and step.reason != self._last_wait:
             self._log(step.describe())
@@ -102,8 +104,12 @@ class Reconciler:
                     self._forgotten[step.node_id] = time.monotonic()
                 if isinstance(step, StartMembers):
                     await self.platform.start(step.names)
+                elif isinstance(step, RetireMembers):
+                    await self.platform.retire(step.names)
                 else:
-                    await execute(step, self.pool)
+                    keys = await execute(step, self.pool)
+                    if isinstance(step, MoveSlots):
+                        self._progress.moved(step.slots, keys)
                 self._errors = 0
             except AdminError as failure:
                 error = str(failure)
@@ -117,6 +123,8 @@ class Reconciler:
                 masters=health.masters,
                 linked_replicas=health.linked_replicas,
                 healthy_members=health.healthy_members,
+                migration=self._progress.report(health.slots_to_move),
+                shape=(spec.shards, spec.replicas),
                 shards=health.shards,
                 error=error,
                 events=tuple(self._events),

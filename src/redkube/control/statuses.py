@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -14,17 +15,64 @@ class Phase(Enum):
     BOOTSTRAPPING = "Bootstrapping"
     READY = "Ready"
     HEALING = "Healing"
+    RESHARDING = "Resharding"
     STOPPED = "Stopped"
 
 
 def phase_of(step: Step, health: Health, *, formed: bool) -> Phase:
     """The phase from what one pass observed, never from the loop's memory (a restarted operator
     on a healthy cluster says Ready at once): Ready when nothing is left to do and nothing is
-    wrong; otherwise Healing once any slot is assigned (the cluster holds data), else
-    Bootstrapping."""
+    wrong; Resharding while slots are to move; otherwise Healing once any slot is assigned (the
+    cluster holds data), else Bootstrapping."""
     if step is None and health.ok:
         return Phase.READY
+    if health.slots_to_move:
+        return Phase.RESHARDING
     return Phase.HEALING if formed else Phase.BOOTSTRAPPING
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A resharding in progress: slots and keys moved since it began, slots still to move."""
+
+    slots_moved: int
+    slots_left: int
+    keys_moved: int
+    seconds: float
+
+    def describe(self) -> str:
+        total = self.slots_moved + self.slots_left
+        rate = self.keys_moved / self.seconds if self.seconds > 0 else 0.0
+        slot_rate = self.slots_moved / self.seconds if self.seconds > 0 else 0.0
+        left = f", about {self.slots_left / slot_rate:.0f}s left" if slot_rate > 0 else ""
+        return (
+            f"{self.slots_moved}/{total} slots moved, {self.keys_moved} keys "
+            f"({rate:,.0f} keys/s){left}"
+        )
+
+
+class MigrationProgress:
+    """Counts what the loop moved since the plan last had nothing to move."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self._slots = 0
+        self._keys = 0
+
+    def moved(self, slots: int, keys: int) -> None:
+        if self._started is None:
+            self._started = time.monotonic()
+        self._slots += slots
+        self._keys += keys
+
+    def report(self, slots_left: int) -> Migration | None:
+        if slots_left == 0:
+            self._started, self._slots, self._keys = None, 0, 0
+            return None
+        if self._started is None:
+            self._started = time.monotonic()
+        seconds = time.monotonic() - self._started
+        return Migration(self._slots, slots_left, self._keys, seconds)
 
 
 @dataclass(frozen=True)
@@ -45,6 +93,8 @@ class LoopStatus:
     crashing: tuple[str, ...] = ()  # members held in restart back-off
     shards: tuple[ShardSummary, ...] = ()
     healthy_members: int = 0
+    migration: Migration | None = None
+    shape: tuple[int, int] | None = None  # (shards, replicas) of the spec this pass worked to
 
     def headline(self, first_problems: tuple[str, ...] = ()) -> str:
         """The one thing the loop waits on first (problems the caller knows better first, e.g. a
@@ -82,4 +132,6 @@ class LoopStatus:
                 ShardSummary(int(s["index"]), s["master"], tuple(s["replicas"]), str(s["slots"]))
                 for s in data.get("shards", ())
             ),
+            migration=Migration(**data["migration"]) if data.get("migration") else None,
+            shape=(int(data["shape"][0]), int(data["shape"][1])) if data.get("shape") else None,
         )

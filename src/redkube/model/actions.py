@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from redkube.model.addresses import Address
-from redkube.model.slots import SlotRange, describe_ranges
+from redkube.model.slots import SlotRange, describe_ranges, ranges_of
 
 
 class FailoverMode(Enum):
@@ -97,6 +97,71 @@ class Reset:
 
 
 @dataclass(frozen=True)
+class SlotMove:
+    """Slots, and their keys, to move from one master to another."""
+
+    source: Address
+    source_id: str
+    target: Address
+    target_id: str
+    ranges: tuple[SlotRange, ...]
+
+    @property
+    def slots(self) -> int:
+        return sum(len(r) for r in self.ranges)
+
+    def describe(self) -> str:
+        return f"{describe_ranges(self.ranges)} {self.source} -> {self.target}"
+
+
+@dataclass(frozen=True)
+class MoveSlots:
+    """One batch of a resharding: disjoint moves run at once. ``atomic``: Valkey's atomic slot
+    migration (CLUSTER MIGRATESLOTS); else the classic protocol (SETSLOT, MIGRATE).
+    ``remaining``: slots the plan still moves after this batch (for progress); ``masters``: every
+    reachable master, told the new owners at once (classic)."""
+
+    moves: tuple[SlotMove, ...]
+    atomic: bool
+    remaining: int = 0
+    masters: tuple[Address, ...] = ()
+
+    @property
+    def slots(self) -> int:
+        return sum(move.slots for move in self.moves)
+
+    def describe(self) -> str:
+        how = "atomic" if self.atomic else "classic"
+        parts = "; ".join(move.describe() for move in self.moves)
+        return f"move {self.slots} slots ({how}): {parts}; {self.remaining} more to move after"
+
+
+@dataclass(frozen=True)
+class CloseSlots:
+    """Roll back slots left open (MIGRATING/IMPORTING) where no key moved: SETSLOT STABLE on the
+    owner first (no more ASK redirects), then on the others once they hold no key of it."""
+
+    owner: Address
+    others: tuple[Address, ...]
+    slots: tuple[int, ...]
+
+    def describe(self) -> str:
+        return f"close open slots {describe_ranges(ranges_of(self.slots))} (no key had moved)"
+
+
+@dataclass(frozen=True)
+class RetireMembers:
+    """Members of departing shards (drained) or departing ordinals (no master): stopped and
+    removed by the platform; their node IDs are forgotten after."""
+
+    names: tuple[str, ...]
+    reason: str
+
+    def describe(self) -> str:
+        return f"retire {', '.join(self.names)}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Wait:
     """Nothing to do but let Redis (or the platform) progress; ``reason`` says on what."""
 
@@ -106,5 +171,17 @@ class Wait:
         return f"waiting: {self.reason}"
 
 
-Action = StartMembers | SetConfigEpochs | AddSlots | Meet | Replicate | Failover | Forget | Reset
+Action = (
+    StartMembers
+    | SetConfigEpochs
+    | AddSlots
+    | Meet
+    | Replicate
+    | Failover
+    | Forget
+    | Reset
+    | MoveSlots
+    | CloseSlots
+    | RetireMembers
+)
 Step = Action | Wait | None

@@ -68,6 +68,20 @@ class NodeView:
     version: str
     # A replica's replication link target (INFO master_host:master_port); None on a master.
     replicating_from: Address | None = None
+    maxmemory: int = 0  # 0: no limit
+    # Keys this node holds in slots some node has open (CLUSTER COUNTKEYSINSLOT; asked only
+    # while slots are open).
+    open_slot_keys: Mapping[int, int] = field(default_factory=dict)
+    # Valkey's atomic slot migration jobs still running here (CLUSTER GETSLOTMIGRATIONS), as
+    # "EXPORT 0-99 to <id>" texts.
+    migrations: tuple[str, ...] = ()
+
+    @property
+    def atomic_migration(self) -> bool:
+        """Whether the server has atomic slot migration (Valkey 9.0 and later)."""
+        name, _, version = self.version.partition(" ")
+        major = version.split(".", 1)[0]
+        return name == "valkey" and major.isdigit() and int(major) >= 9
 
     @property
     def node_id(self) -> str:

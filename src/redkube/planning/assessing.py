@@ -9,6 +9,7 @@ from redkube.model.nodes import NodeEntry, NodeView, Role
 from redkube.model.observations import Observation
 from redkube.model.slots import ALL_SLOTS, describe_ranges, ranges_of
 from redkube.model.specs import ClusterSpec
+from redkube.planning.resharding import plan_moves
 
 
 def claimed_slots(observation: Observation) -> frozenset[int]:
@@ -65,6 +66,53 @@ def shard_masters(spec: ClusterSpec, observation: Observation, shard: int) -> li
     ]
 
 
+def shard_leader(spec: ClusterSpec, observation: Observation, shard: int) -> NodeView | None:
+    """The master slots go to and from in a shard: its one master serving slots; in a new shard
+    of the spec that serves none yet, its lowest-ordinal member that is an empty master (it
+    receives slots; the others replicate it)."""
+    masters = shard_masters(spec, observation, shard)
+    if len(masters) == 1:
+        return masters[0]
+    if masters or shard >= spec.shards:
+        return None
+    empty = [
+        (o.member.ordinal, o.view)
+        for o in observation.members
+        if o.member.shard == shard
+        and o.view is not None
+        and o.view.myself.is_master
+        and not o.view.myself.slots
+        and o.view.keys == 0
+    ]
+    return min(empty, key=lambda pair: pair[0])[1] if empty else None
+
+
+def present_shards(spec: ClusterSpec, observation: Observation) -> range:
+    """The spec's shards and any departing ones that still have members."""
+    highest = max((o.member.shard for o in observation.members), default=-1)
+    return range(max(spec.shards, highest + 1))
+
+
+def holdings(spec: ClusterSpec, observation: Observation) -> dict[int, frozenset[int]] | None:
+    """Shard -> the slots its one serving master holds; None while a shard has two."""
+    held: dict[int, frozenset[int]] = {}
+    for shard in present_shards(spec, observation):
+        masters = shard_masters(spec, observation, shard)
+        if len(masters) > 1:
+            return None
+        held[shard] = masters[0].myself.slots if masters else frozenset()
+    return held
+
+
+def slots_to_move(spec: ClusterSpec, observation: Observation) -> int:
+    """Slots the resharding plan still moves (0 while a shard has two serving masters, or
+    slots are unserved: healing comes first)."""
+    held = holdings(spec, observation)
+    if held is None or sum(len(s) for s in held.values()) != len(ALL_SLOTS):
+        return 0
+    return sum(move.slots for move in plan_moves(held, spec.shards))
+
+
 def open_slots(observation: Observation) -> tuple[str, ...]:
     found: list[str] = []
     for view in observation.views():
@@ -109,6 +157,7 @@ class Health:
     # Members that run, are not terminating, report cluster_state:ok, and serve as their shard's
     # one master or as a linked replica of it.
     healthy_members: int = 0
+    slots_to_move: int = 0
 
     @property
     def ok(self) -> bool:
@@ -139,6 +188,12 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     name_of = observation.names_by_id()
     shards: list[ShardSummary] = []
     serving: set[str] = set()  # node IDs of one-master-per-shard masters and their linked replicas
+    moving = slots_to_move(spec, observation)
+    if moving:
+        problems.append(f"resharding to {spec.shards} shards: {moving} slots to move")
+    for observed in observation.members:
+        if observed.member.shard >= spec.shards or observed.member.ordinal > spec.replicas:
+            problems.append(f"{observed.member.name} departs (the spec has no place for it)")
     for shard in range(spec.shards):
         found = shard_masters(spec, observation, shard)
         if len(found) != 1:
@@ -175,4 +230,4 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
         and o.view.cluster_ok
         and o.view.node_id in serving
     )
-    return Health(tuple(problems), masters, linked, tuple(shards), healthy)
+    return Health(tuple(problems), masters, linked, tuple(shards), healthy, moving)

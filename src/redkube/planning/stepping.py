@@ -35,9 +35,17 @@ from redkube.planning.assessing import (
     failing_flags,
     open_slots,
     orphaned_masters,
+    present_shards,
+    shard_leader,
     shard_masters,
     shard_views,
     stale_ids,
+)
+from redkube.planning.reshaping import (
+    move_slots,
+    repair_open_slots,
+    retire_departing,
+    wait_for_migrations,
 )
 
 Rule = Callable[[ClusterSpec, Observation], Step]
@@ -283,14 +291,16 @@ def _slot_target(spec: ClusterSpec, observation: Observation, shard: int) -> Nod
 
 
 def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
+    """Every member of a shard follows its master (a new shard's receiving master before it
+    has slots)."""
     assignments: list[tuple[Address, str]] = []
-    for shard in range(spec.shards):
+    for shard in present_shards(spec, observation):
         masters = shard_masters(spec, observation, shard)
         if len(masters) > 1:
             return Wait(f"shard {shard} has {len(masters)} masters serving slots")
-        if not masters:
+        master = shard_leader(spec, observation, shard)
+        if master is None:
             continue
-        master = masters[0]
         for view in shard_views(spec, observation, shard):
             if view is master:
                 continue
@@ -367,7 +377,7 @@ def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
         if not view.cluster_ok:
             return Wait(f"{names[view.address]} does not report cluster_state:ok yet")
     for shard in range(spec.shards):
-        if len(shard_masters(spec, observation, shard)) != 1:
+        if shard_leader(spec, observation, shard) is None:
             return Wait(f"shard {shard} has no master serving slots")
     return None
 
@@ -419,7 +429,11 @@ RULES: tuple[Rule, ...] = (
     assign_uncovered_slots,
     attach_replicas,
     forget_stale_nodes,
+    wait_for_migrations,
+    repair_open_slots,
     wait_for_settling,
     wait_for_stale_nodes,
+    move_slots,
+    retire_departing,
     spread_masters,
 )

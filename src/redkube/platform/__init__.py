@@ -23,6 +23,11 @@ class Platform(Protocol):
         """Start the named stopped members (a kubelet restarting a container)."""
         ...
 
+    async def retire(self, names: Sequence[str]) -> None:
+        """Stop and remove the named members for good (the spec has no place for them and they
+        hold nothing any more)."""
+        ...
+
     async def wait_for_change(self, timeout: float) -> None:
         """Return as soon as the platform sees a change (a death), or after ``timeout``."""
         ...

@@ -12,7 +12,7 @@ import contextlib
 import re
 from collections.abc import Sequence
 
-from redkube.kubernetes.building import CLUSTER_LABEL, REDIS_PORT, ZONE_LABEL
+from redkube.kubernetes.building import CLUSTER_LABEL, REDIS_PORT, SHARD_LABEL, ZONE_LABEL
 from redkube.model.addresses import Address
 from redkube.model.members import FailureDomain, Member, MemberState, member_name
 from redkube.model.specs import ClusterSpec
@@ -91,9 +91,21 @@ class KubernetesPlatform:
     # --- the Platform protocol ----------------------------------------------------------------
 
     def members(self) -> Sequence[Member]:
+        """The spec's members (a missing Pod as stopped), and the Pods of departing shards (a
+        scale-in keeps them until they are drained and retired)."""
         found = []
-        for shard in range(self.spec.shards):
-            for ordinal in range(self.spec.members_per_shard):
+        departing = sorted(
+            {s for s in map(self._shard_of, self._pods.values()) if s >= self.spec.shards}
+        )
+        for shard in [*range(self.spec.shards), *departing]:
+            ordinals: Sequence[int] = range(self.spec.members_per_shard)
+            if shard >= self.spec.shards:
+                ordinals = sorted(
+                    int(name.rsplit("-", 1)[1])
+                    for name, pod in self._pods.items()
+                    if self._shard_of(pod) == shard
+                )
+            for ordinal in ordinals:
                 name = member_name(self.spec.name, shard, ordinal)
                 pod = self._pods.get(name)
                 if pod is None:
@@ -112,6 +124,35 @@ class KubernetesPlatform:
                     Member(name, shard, ordinal, address, domain, pod_state(pod), terminating)
                 )
         return found
+
+    @staticmethod
+    def _shard_of(pod: JSON) -> int:
+        shard = (pod["metadata"].get("labels") or {}).get(SHARD_LABEL, "")
+        return int(shard) if str(shard).isdigit() else -1
+
+    async def retire(self, names: Sequence[str]) -> None:
+        """Delete the StatefulSets and PodDisruptionBudgets of drained departing shards (their
+        PVCs go as the StatefulSet's retention policy says)."""
+        shards = sorted(
+            {
+                int(name.rsplit("-", 2)[1])
+                for name in names
+                if name.rsplit("-", 2)[1].isdigit()
+                and int(name.rsplit("-", 2)[1]) >= self.spec.shards
+            }
+        )
+        base = f"/namespaces/{self.namespace}"
+        for shard in shards:
+            name = f"{self.spec.name}-{shard}"
+            for path in (
+                f"/apis/apps/v1{base}/statefulsets/{name}",
+                f"/apis/policy/v1{base}/poddisruptionbudgets/{name}",
+            ):
+                try:
+                    await self.api.delete(path, {"propagationPolicy": "Background"})
+                except KubernetesError as error:
+                    if not error.not_found:
+                        raise
 
     def pod_problems(self) -> list[str]:
         """What keeps the cluster's Pods from running, for the status message."""

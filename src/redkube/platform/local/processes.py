@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -34,7 +35,7 @@ from redkube.platform.local.layout import (
     pid_alive,
     read_pid,
 )
-from redkube.platform.local.provisioning import readdress
+from redkube.platform.local.provisioning import readdress, without_members
 
 QUICK_CRASH_S = 10.0
 MAX_BACKOFF_S = 30.0
@@ -192,10 +193,39 @@ class LocalPlatform:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def reload(self, record: ClusterRecord) -> None:
+        """A new shape saved by `redkube up`: new members join (stopped; the loop starts them);
+        members the spec dropped stay until the loop retires them."""
+        self._record = record
+        for member in record.members:
+            if member.name not in self._nodes:
+                self._nodes[member.name] = _Node(member)
+        self._changed.set()
+
+    async def retire(self, names: Sequence[str]) -> None:
+        """Stop the named members, delete their directories (data included: they hold no key
+        any more) and drop them from the record."""
+        nodes = [self._nodes[name] for name in names if name in self._nodes]
+        await self._stop(nodes)
+        for node in nodes:
+            await stop_leftover(self._layout, node.record)
+            shutil.rmtree(self._layout.node_dir(node.record.name), ignore_errors=True)
+            del self._nodes[node.record.name]
+        self._record = await asyncio.to_thread(
+            without_members, self._layout, {node.record.name for node in nodes}
+        )
+        self._on_event(f"retired {', '.join(names)}")
+        self._changed.set()
+
     async def stop_all(self) -> None:
         """SIGTERM every node (Redis flushes its AOF), then SIGKILL what outlives the grace
         period."""
-        running = [n for n in self._nodes.values() if n.process is not None]
+        await self._stop(list(self._nodes.values()))
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _stop(self, nodes: list[_Node]) -> None:
+        running = [n for n in nodes if n.process is not None]
         for node in running:
             node.stopping = True
             assert node.process is not None
@@ -211,8 +241,6 @@ class LocalPlatform:
                 await node.process.wait()
             node.state = MemberState.STOPPED
             self._layout.pid_path(node.record.name).unlink(missing_ok=True)
-        for task in list(self._tasks):
-            task.cancel()
 
 
 async def stop_leftover(layout: ClusterLayout, member: MemberRecord) -> None:

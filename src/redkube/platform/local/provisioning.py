@@ -3,6 +3,8 @@ addresses for nodes that start again when the cluster asks for them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from redkube.model.members import FailureDomain, member_name
 from redkube.model.specs import ClusterSpec, SpecError
 from redkube.planning.placing import place_members
@@ -82,5 +84,50 @@ def readdress(layout: ClusterLayout, record: ClusterRecord, names: list[str]) ->
         taken = held_by_others(layout, strict=False) + [m.ip for m in record.members]
         ips = allocate(len(names), record.address_pool, taken, start_after=record.last_address)
         updated = record.with_ips(dict(zip(names, ips, strict=True)), last=ips[-1])
+        layout.save(updated)
+    return updated
+
+
+def reshaped_record(
+    layout: ClusterLayout, record: ClusterRecord, spec: ClusterSpec, pool: str
+) -> ClusterRecord:
+    """The record for a new shape (more or fewer shards or replicas): members the new spec adds
+    get a place and an address; members it drops stay until the loop has drained and retired
+    them. Call under addresses_lock."""
+    present = {(m.shard, m.ordinal) for m in record.members}
+    wanted = [
+        (shard, ordinal)
+        for shard in range(spec.shards)
+        for ordinal in range(spec.members_per_shard)
+        if (shard, ordinal) not in present
+    ]
+    if not wanted:
+        return replace(record, spec=spec)
+    hosts = sorted({(m.host, m.zone) for m in record.members})
+    domains = [FailureDomain(host, zone) for host, zone in hosts]
+    placement = place_members(spec.shards, spec.members_per_shard, domains)
+    taken = held_by_others(layout) + [m.ip for m in record.members]
+    ips = allocate(len(wanted), record.address_pool or pool, taken, record.last_address)
+    added = tuple(
+        MemberRecord(
+            name=member_name(spec.name, shard, ordinal),
+            shard=shard,
+            ordinal=ordinal,
+            host=placement[(shard, ordinal)].host,
+            zone=placement[(shard, ordinal)].zone,
+            ip=ip,
+        )
+        for (shard, ordinal), ip in zip(wanted, ips, strict=True)
+    )
+    last = ips[-1] if record.new_address_on_restart else record.last_address
+    return replace(record, spec=spec, members=record.members + added, last_address=last)
+
+
+def without_members(layout: ClusterLayout, names: set[str]) -> ClusterRecord:
+    """Drop retired members from the saved record (read again under the lock: `redkube up` may
+    have written a new shape meanwhile)."""
+    with addresses_lock(layout.root):
+        record = layout.load()
+        updated = replace(record, members=tuple(m for m in record.members if m.name not in names))
         layout.save(updated)
     return updated

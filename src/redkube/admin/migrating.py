@@ -1,0 +1,230 @@
+"""Moving hash slots, and their keys, between masters; and closing slots left open.
+
+Two ways, one contract: when a call returns, the slots are with the target and every key with
+them, or (on any error) every key is on the source or the target and the next observation finds
+where things stand (an open slot is finished or rolled back by the loop; a failed atomic job
+left the slots with the source).
+
+- Atomic (Valkey 9+): ``CLUSTER MIGRATESLOTS`` on the source; the server moves the slots as one
+  job, followed in ``CLUSTER GETSLOTMIGRATIONS``.
+- Classic (Redis 7, Valkey before 9): ``SETSLOT IMPORTING`` on the target, ``MIGRATING`` on the
+  source, then per slot ``GETKEYSINSLOT`` and ``MIGRATE ... KEYS`` (never REPLACE: a key already
+  on the target is an error, not an overwrite), then ``SETSLOT NODE`` on the target, the source
+  and the other masters. Every step is pipelined over all slots of the batch: Redis writes
+  nodes.conf once per event loop turn, not once per slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from redis.exceptions import ResponseError
+
+from redkube.admin.connections import AdminError, ClientPool, NodeClient
+from redkube.model.actions import CloseSlots, MoveSlots, SlotMove
+from redkube.model.addresses import Address
+from redkube.model.slots import SlotRange
+
+KEYS_PER_MIGRATE = 1000
+MIGRATE_TIMEOUT_MS = 20000
+ATOMIC_WAIT_S = 40.0  # then the loop observes again (the job goes on; it waits for it)
+POLL_S = 0.005
+TERMINAL_STATES = frozenset({"success", "failed", "cancelled"})
+
+
+async def move_slots(action: MoveSlots, masters: Sequence[Address], pool: ClientPool) -> int:
+    """Run one batch of moves at once; the number of keys moved."""
+    move = _move_atomic if action.atomic else _move_classic
+    counts = await asyncio.gather(
+        *(move(m, masters, pool) for m in action.moves), return_exceptions=True
+    )
+    errors = [c for c in counts if isinstance(c, BaseException)]
+    if errors:
+        if not all(isinstance(e, Exception) for e in errors):
+            raise errors[0]
+        raise AdminError("; ".join(str(e) for e in errors))
+    return sum(c for c in counts if isinstance(c, int))
+
+
+def _slots(ranges: Iterable[SlotRange]) -> list[int]:
+    return [slot for r in ranges for slot in r.slots()]
+
+
+def _raise_errors(address: Address, what: str, replies: list[object], allowed: str = "") -> None:
+    for reply in replies:
+        if isinstance(reply, ResponseError) and not (allowed and allowed in str(reply)):
+            raise AdminError(f"{address}: {what}: {reply}")
+
+
+async def _move_classic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> int:
+    source = pool.migration_client(move.source)
+    target = pool.migration_client(move.target)
+    slots = _slots(move.ranges)
+    # The target may own a slot already (a move finished on it but not on the source).
+    replies = await target.pipeline(
+        ("CLUSTER", "SETSLOT", s, "IMPORTING", move.source_id) for s in slots
+    )
+    _raise_errors(move.target, "SETSLOT IMPORTING", replies, allowed="already the owner")
+    replies = await source.pipeline(
+        ("CLUSTER", "SETSLOT", s, "MIGRATING", move.target_id) for s in slots
+    )
+    _raise_errors(move.source, "SETSLOT MIGRATING", replies, allowed="not the owner")
+    moved = await _migrate_keys(source, move.target, slots, pool.password)
+    await _assign(move, slots, masters, pool)
+    return moved
+
+
+async def _migrate_keys(
+    source: NodeClient, target: Address, slots: list[int], password: str | None
+) -> int:
+    """MIGRATE every key of the slots to the target, in batches per slot, until none is left
+    on the source (new keys of a migrating slot go to the target by ASK)."""
+    moved = 0
+    pending = list(slots)
+    auth: tuple[str, ...] = ("AUTH", password) if password else ()
+    while pending:
+        listed = await source.pipeline(
+            ("CLUSTER", "GETKEYSINSLOT", s, KEYS_PER_MIGRATE) for s in pending
+        )
+        _raise_errors(source.address, "GETKEYSINSLOT", listed)
+        batches = [(s, keys) for s, keys in zip(pending, listed, strict=True) if keys]
+        if not batches:
+            return moved
+        calls = [
+            ("MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
+            for _, keys in batches
+            if isinstance(keys, list)
+        ]
+        replies = await source.pipeline(calls)
+        for (slot, keys), reply in zip(batches, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                if "BUSYKEY" in str(reply):
+                    raise AdminError(
+                        f"{source.address}: slot {slot}: {target} already holds one of the keys "
+                        f"being moved ({reply}); nothing overwritten, the slot stays open until "
+                        "one copy is removed"
+                    )
+                raise AdminError(f"{source.address}: MIGRATE slot {slot} to {target}: {reply}")
+            moved += len(keys) if isinstance(keys, list) else 0
+        pending = [s for s, _ in batches]
+    return moved
+
+
+async def _assign(
+    move: SlotMove, slots: list[int], masters: Sequence[Address], pool: ClientPool
+) -> None:
+    """SETSLOT NODE on the target first (it owns them, and bumps its epoch), then the source
+    (which refuses while it still holds a key), then every other master (a hint; gossip
+    settles them anyway, so their errors do not count)."""
+    for address, strict in ((move.target, True), (move.source, True)):
+        replies = await pool.migration_client(address).pipeline(
+            ("CLUSTER", "SETSLOT", s, "NODE", move.target_id) for s in slots
+        )
+        if strict:
+            _raise_errors(address, "SETSLOT NODE", replies)
+    others = [a for a in masters if a not in (move.source, move.target)]
+    await asyncio.gather(
+        *(
+            pool.migration_client(a).pipeline(
+                ("CLUSTER", "SETSLOT", s, "NODE", move.target_id) for s in slots
+            )
+            for a in others
+        ),
+        return_exceptions=True,
+    )
+
+
+async def _move_atomic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> int:
+    source = pool.migration_client(move.source)
+    slots = _slots(move.ranges)
+    counts = await source.pipeline(("CLUSTER", "COUNTKEYSINSLOT", s) for s in slots)
+    keys = sum(c for c in counts if isinstance(c, int))
+    bounds = [str(bound) for r in move.ranges for bound in (r.start, r.end)]
+    started = time.time()
+    await source.command(
+        "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", *bounds, "NODE", move.target_id, attempts=1
+    )
+    wanted = set(slots)
+    deadline = time.monotonic() + ATOMIC_WAIT_S
+    while time.monotonic() < deadline:
+        job = _latest_job(await slot_migrations(source), move.target_id, wanted, started)
+        if job is not None and job.get("state") in TERMINAL_STATES:
+            if job.get("state") != "success":
+                raise AdminError(
+                    f"{move.source}: slot migration to {move.target} {job.get('state')}: "
+                    f"{job.get('message') or 'no reason given'}; the slots stay with the source"
+                )
+            return keys
+        await asyncio.sleep(POLL_S)
+    return keys  # still running: the loop sees the job and waits for it
+
+
+def _latest_job(
+    jobs: list[Mapping[str, object]], target_id: str, slots: set[int], since: float
+) -> Mapping[str, object] | None:
+    """The export job this move started: same target and slots, created at or after it."""
+    found = [
+        job
+        for job in jobs
+        if job.get("operation") == "EXPORT"
+        and job.get("target_node") == target_id
+        and parse_job_slots(str(job.get("slot_ranges", ""))) == slots
+        and _number(job.get("create_time")) >= int(since) - 1
+    ]
+    return max(found, key=lambda job: _number(job.get("create_time")), default=None)
+
+
+def _number(value: object) -> int:
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else 0
+
+
+def parse_job_slots(text: str) -> set[int]:
+    """``"3000-3999 4500"`` -> the slots."""
+    slots: set[int] = set()
+    for token in text.split():
+        start, _, end = token.partition("-")
+        slots.update(range(int(start), int(end or start) + 1))
+    return slots
+
+
+async def slot_migrations(client: NodeClient) -> list[Mapping[str, object]]:
+    """CLUSTER GETSLOTMIGRATIONS as one mapping per job (RESP2 gives flat lists, RESP3 maps)."""
+    reply = await client.command("CLUSTER", "GETSLOTMIGRATIONS", attempts=1)
+    jobs: list[Mapping[str, object]] = []
+    for entry in reply if isinstance(reply, list) else []:
+        if isinstance(entry, dict):
+            jobs.append({str(k): v for k, v in entry.items()})
+        elif isinstance(entry, list):
+            jobs.append({str(k): v for k, v in zip(entry[::2], entry[1::2], strict=False)})
+    return jobs
+
+
+def running_jobs(jobs: Iterable[Mapping[str, object]]) -> tuple[str, ...]:
+    """Jobs not finished yet, as texts for the status."""
+    return tuple(
+        f"{job.get('operation', '?')} {job.get('slot_ranges', '?')} "
+        f"({str(job.get('source_node', '?'))[:8]} -> {str(job.get('target_node', '?'))[:8]}, "
+        f"{job.get('state', '?')})"
+        for job in jobs
+        if job.get("state") not in TERMINAL_STATES
+    )
+
+
+async def close_slots(action: CloseSlots, pool: ClientPool) -> None:
+    """STABLE on the owner first, so no client is sent (ASK) to the others any more; then on each
+    other node whose count of keys in the slot is still zero. A node that got a key meanwhile
+    keeps its slot open: the next pass finishes that move instead."""
+    owner = pool.client(action.owner)
+    _raise_errors(
+        action.owner,
+        "SETSLOT STABLE",
+        await owner.pipeline(("CLUSTER", "SETSLOT", s, "STABLE") for s in action.slots),
+    )
+    for address in action.others:
+        client = pool.client(address)
+        counts = await client.pipeline(("CLUSTER", "COUNTKEYSINSLOT", s) for s in action.slots)
+        empty = [s for s, c in zip(action.slots, counts, strict=True) if c == 0]
+        replies = await client.pipeline(("CLUSTER", "SETSLOT", s, "STABLE") for s in empty)
+        _raise_errors(address, "SETSLOT STABLE", replies)
