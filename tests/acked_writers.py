@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 
 from tests.writers import Background
 
@@ -23,6 +23,9 @@ class AckedLog:
     failed_commands: int = 0  # a SET or WAIT that raised (refused, timed out, MOVED, CLUSTERDOWN)
     unacknowledged: int = 0  # SET succeeded but no replica confirmed it within the WAIT timeout
     failed_connects: int = 0  # the cluster client could not be built from the record
+    # MOVED or ASK: the key's slot moved (resharding); this writer talks to one node on purpose
+    # (WAIT must follow SET on one connection), so it asks the cluster again and retries the key.
+    redirected: int = 0
 
     def snapshot(self) -> dict[str, str]:
         return self.acknowledged.copy()
@@ -60,6 +63,12 @@ class AckedWriter(Background):
             key = f"{self.prefix}:{n}"
             try:
                 replicas = self._set_and_wait(client, key, str(n))
+            except (MovedError, AskError):
+                self.log.redirected += 1
+                client.close()
+                client = None
+                time.sleep(FAILURE_PAUSE_S)
+                continue
             except (RedisError, RedisClusterException, OSError):
                 self.log.failed_commands += 1
                 client.close()
