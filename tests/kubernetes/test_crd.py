@@ -388,16 +388,15 @@ def test_storage_cannot_be_added_or_removed(cp: ControlPlane) -> None:
     assert read(cp, "durable")["spec"]["storage"] == {"size": "1Gi"}
 
 
-def test_shards_cannot_change_yet(cp: ControlPlane) -> None:
-    """Until slots move between shards a new shard could only sit empty: refused, not half-built."""
+def test_shards_change_within_bounds(cp: ControlPlane) -> None:
+    """Slots move between shards (resharding), so shards may change; the bounds still hold."""
     assert apply(cp, "fixed", {"shards": 3}).returncode == 0
-    message = "spec.shards: Invalid value: shards cannot change yet (was 3): redkube does not move"
-    refused(apply(cp, "fixed", {"shards": 2}), message)
-    refused(apply(cp, "fixed", {"shards": 4}), message)
-    done = apply(cp, "fixed", {"shards": 3, "replicasPerShard": 2})
-    assert done.returncode == 0, done.stderr
-    spec = read(cp, "fixed")["spec"]
-    assert (spec["shards"], spec["replicasPerShard"]) == (3, 2)
+    for shards in (5, 2, 3):
+        done = apply(cp, "fixed", {"shards": shards})
+        assert done.returncode == 0, done.stderr
+        assert read(cp, "fixed")["spec"]["shards"] == shards
+    refused(apply(cp, "fixed", {"shards": 0}), "spec.shards")
+    refused(apply(cp, "fixed", {"shards": 101}), "spec.shards")
 
 
 def test_cache_mode_keeps_a_replica(cp: ControlPlane) -> None:

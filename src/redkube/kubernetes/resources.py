@@ -5,7 +5,7 @@
 The apiserver itself fills in the defaults and refuses bad objects, through the OpenAPI schema
 and the CEL rules (`x-kubernetes-validations`) below, so a mistake is reported to whoever runs
 `kubectl apply`, not discovered later by the operator. Transition rules (those using `oldSelf`)
-refuse the changes the operator cannot carry out: fewer shards, adding or removing storage,
+refuse the changes the operator cannot carry out: adding or removing storage,
 another storage class. spec.config values of common keys must have the format the server reads
 (CONFIG_FORMATS: memory sizes, whole numbers, yes/no, enums), so a value it would refuse to start
 with is refused at `kubectl apply`; other keys are passed on unchecked.
@@ -457,13 +457,6 @@ def spec_schema() -> JSON:
     return with_rules(
         schema,
         rule(
-            "!has(self.shards) || !has(oldSelf.shards) || self.shards == oldSelf.shards",
-            "shards cannot change yet: redkube does not move slots between shards yet",
-            message_expression="'shards cannot change yet (was %d): redkube does not move slots"
-            " between shards yet'.format([oldSelf.shards])",
-            field_path=".shards",
-        ),
-        rule(
             "has(self.storage) || !has(self.replicasPerShard) || !has(oldSelf.replicasPerShard)"
             " || self.replicasPerShard > 0 || oldSelf.replicasPerShard == 0",
             "in cache mode (no storage) the replicas hold the only other copy of the data:"
@@ -532,8 +525,8 @@ def status_schema() -> JSON:
         "What the operator last observed; written only by the operator.",
         {
             "phase": string(
-                "Pending, Bootstrapping, Ready, Healing, Stopped, or Failed (the spec cannot be"
-                " built).",
+                "Pending, Bootstrapping, Ready, Healing, Resharding, Stopped, or Failed (the spec"
+                " cannot be built).",
                 max_length=64,
             ),
             "readyNodes": string("Ready nodes out of wanted, e.g. 6/6.", max_length=32),
@@ -554,6 +547,15 @@ def status_schema() -> JSON:
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["index"],
             },
+            "migration": obj(
+                "A resharding in progress (absent otherwise): slots and keys moved since it"
+                " began, and slots still to move.",
+                {
+                    "slotsMoved": integer("Slots moved so far.", format="int64"),
+                    "slotsToMove": integer("Slots still to move.", format="int64"),
+                    "keysMoved": integer("Keys moved so far.", format="int64"),
+                },
+            ),
             "message": string("The latest problem or action, for humans.", max_length=32768),
             # Unbounded on purpose: a status the schema refuses would not be written at all.
             "problems": {

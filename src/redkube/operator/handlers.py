@@ -224,9 +224,24 @@ class ClusterRun:
             "message": message[:1000],
             "problems": [problem[:300] for problem in problems[:MAX_PROBLEMS]],
             "shards": [shard_status(shard) for shard in status.shards],
+            "migration": None
+            if status.migration is None
+            else {
+                "slotsMoved": status.migration.slots_moved,
+                "slotsToMove": status.migration.slots_left,
+                "keysMoved": status.migration.keys_moved,
+            },
             "conditions": [
                 _condition("Ready", ready, "ClusterOk" if ready else "NotReady", message),
                 _condition("Progressing", not ready, "Reconciling", status.step),
+                _condition(
+                    "Resharding",
+                    status.migration is not None,
+                    "MovingSlots" if status.migration is not None else "Balanced",
+                    status.migration.describe()
+                    if status.migration is not None
+                    else "no slot to move",
+                ),
                 _condition(
                     "Degraded",
                     bool(problems) and status.phase is Phase.HEALING,

@@ -1,0 +1,133 @@
+"""Slots left open by others, and a source master killed mid-move, on the classic protocol
+(Redis 7.0): the loop finishes or closes every open slot, and no key is lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.checks import redis_cli_check
+from tests.clusters import LocalCluster, Redkube, wait_for
+from tests.conftest import REDIS, server_path
+from tests.datasets import assert_same_data, dumps, fill_every_type
+
+
+@pytest.fixture
+def redis_3x1(redkube: Redkube) -> LocalCluster:
+    path = server_path(REDIS)
+    if path is None:
+        pytest.skip("redis-server not installed")
+    return redkube.up_cluster("demo", shards=3, replicas=1, server=path)
+
+
+def node_ids(cluster: LocalCluster) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for member in cluster.members():
+        with cluster.client(member["name"]) as client:
+            found[member["name"]] = str(client.execute_command("CLUSTER", "MYID"))
+    return found
+
+
+def open_slots(cluster: LocalCluster) -> list[str]:
+    found: list[str] = []
+    for member in cluster.members():
+        with cluster.client(member["name"]) as client:
+            for line in str(client.execute_command("CLUSTER", "NODES")).splitlines():
+                if "myself" in line:
+                    found += [token for token in line.split() if token.startswith("[")]
+    return found
+
+
+def kill_supervisor(cluster: LocalCluster) -> None:
+    """SIGKILL the supervisor only: the nodes keep running, nothing repairs them meanwhile."""
+    pid = cluster.supervisor_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or None, 10, "the supervisor to die")
+
+
+@pytest.mark.timeout(300)
+def test_slots_left_open_by_a_killed_redis_cli_reshard_are_repaired(
+    redkube: Redkube, redis_3x1: LocalCluster
+) -> None:
+    cluster = redis_3x1
+    with cluster.cluster_client() as client:
+        keys = fill_every_type(client, 50_000)
+        before = dumps(client, keys)
+    ids = node_ids(cluster)
+    masters = [m["name"] for m in cluster.members() if m["name"].endswith("-0")]
+    source, target = cluster.member(masters[0]), cluster.member(masters[1])
+    kill_supervisor(cluster)
+
+    # A real `redis-cli --cluster reshard`, SIGKILLed half-way.
+    cli = shutil.which("redis-cli")
+    assert cli is not None
+    reshard = subprocess.Popen(
+        [cli, "-a", cluster.password, "--no-auth-warning", "--cluster", "reshard",
+         f"{source['ip']}:6379", "--cluster-from", ids[source["name"]], "--cluster-to",
+         ids[target["name"]], "--cluster-slots", "4000", "--cluster-yes"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert reshard.stdout is not None
+    moving = 0
+    for line in reshard.stdout:
+        moving += line.startswith("Moving slot")
+        if moving >= 300:
+            break
+    reshard.send_signal(signal.SIGKILL)
+    reshard.wait(timeout=10)
+    # And a slot opened by hand where no key has moved yet (the other repair: closing it).
+    with cluster.client(masters[2]) as third, cluster.client(masters[1]) as importer:
+        slot = 16000
+        importer.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[masters[2]])
+        third.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[masters[1]])
+    left_open = open_slots(cluster)
+    assert any(f"[{slot}->-" in token for token in left_open), left_open
+
+    redkube.ok("up", "--name", cluster.name)  # the supervisor again
+    wait_for(lambda: cluster.status()["phase"] == "Ready" or None, 120, "Ready")
+    assert not open_slots(cluster)
+    redis_cli_check(cluster)
+    said = " ".join(cluster.events())
+    assert "close open slots" in said, said
+    with cluster.cluster_client() as client:
+        assert_same_data(before, dumps(client, keys))
+
+
+@pytest.mark.timeout(400)
+def test_a_source_master_killed_mid_move_fails_over_and_the_move_goes_on(
+    redkube: Redkube, redis_3x1: LocalCluster
+) -> None:
+    cluster = redis_3x1
+    with cluster.cluster_client() as client:
+        keys = fill_every_type(client, 100_000)
+        before = dumps(client, keys)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "redkube", "up", "--name", cluster.name, "--shards", "5"],
+        env=redkube.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: any(e.startswith("move ") for e in cluster.events()) or None,
+            120,
+            "a batch of slots to move",
+            every=0.005,
+        )
+        time.sleep(0.2)
+        redkube.ok("kill", "demo-0-0")  # a source of the first batch (3 -> 5 drains all 3)
+    finally:
+        assert up.wait(timeout=300) == 0
+    said = " ".join(cluster.events())
+    assert "failover" in said, said
+    assert len(cluster.members()) == 10
+    assert not open_slots(cluster)
+    output = redis_cli_check(cluster)
+    assert output.count("slots |") == 5, output
+    with cluster.cluster_client() as client:
+        assert_same_data(before, dumps(client, keys))
