@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resharding_reference import (
     REDIS_SERVER,
-    load_keys,
     log,
     raw_migrateslots,
     redis_cli_scale_in,
@@ -89,6 +88,18 @@ class Local:
             check=False,
             capture_output=True,
         )
+
+
+def fill(client: RedisCluster, count: int) -> float:
+    """The same keys as the reference's load_keys (`key:<n>`, 100 B), through RedisCluster."""
+    started = time.monotonic()
+    for start in range(0, count, 5000):
+        pipe = client.pipeline()
+        for n in range(start, min(start + 5000, count)):
+            pipe.set(f"key:{n}", "x" * 100)
+        pipe.execute()
+    client.close()
+    return time.monotonic() - started
 
 
 def move_seconds(events: list[dict[str, Any]], since: float, end: str, ended: float) -> float:
@@ -155,7 +166,7 @@ def redkube_reshard(server: str, keys: int) -> tuple[float, float, float, float,
     local = Local(server)
     try:
         local.redkube("up", "--server", server, "--shards", "3", "--replicas", "1")
-        log(f"  redkube: loaded in {load_keys(local.ips(), keys):.2f}s")
+        log(f"  redkube: loaded in {fill(local.client(), keys):.2f}s")
         load = Load(local.client())
         load.start()
         time.sleep(2.0)

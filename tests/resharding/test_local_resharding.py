@@ -35,6 +35,27 @@ def assert_shape(cluster: LocalCluster, shards: int, replicas: int) -> None:
     assert status["phase"] == "Ready" and status["migration"] is None, status
 
 
+def reshape_in_background(
+    redkube: Redkube, cluster: LocalCluster, shards: int
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "redkube", "up", "--name", cluster.name, "--shards", str(shards)],
+        env=redkube.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_a_move(cluster: LocalCluster) -> None:
+    """Until the loop has started a batch of slot moves (its Event comes before the batch)."""
+    wait_for(
+        lambda: any(e.startswith("move ") for e in cluster.events()) or None,
+        120,
+        "a batch of slots to move",
+        every=0.005,
+    )
+
+
 def reshape(redkube: Redkube, cluster: LocalCluster, shards: int) -> None:
     redkube.ok("up", "--name", cluster.name, "--shards", str(shards))
 
@@ -99,19 +120,9 @@ def test_a_supervisor_killed_mid_move_resumes_and_a_change_of_mind_converges(
     with cluster.cluster_client() as client:
         keys = fill_every_type(client, 100_000)
         before = dumps(client, keys)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "redkube", "up", "--name", cluster.name, "--shards", "5"],
-        env=redkube.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    up = reshape_in_background(redkube, cluster, 5)
     try:
-        wait_for(
-            lambda: any(e.startswith("move ") for e in cluster.events()) or None,
-            120,
-            "a batch of slots to move",
-            every=0.005,
-        )
+        wait_for_a_move(cluster)
         supervisor = cluster.supervisor_pid()
         assert supervisor is not None
         os.kill(supervisor, signal.SIGKILL)

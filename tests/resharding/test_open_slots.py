@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from tests.checks import redis_cli_check
 from tests.clusters import LocalCluster, Redkube, wait_for
 from tests.conftest import REDIS, server_path
 from tests.datasets import assert_same_data, dumps, fill_every_type
+from tests.resharding.test_local_resharding import reshape_in_background, wait_for_a_move
 
 
 @pytest.fixture
@@ -108,17 +108,9 @@ def test_a_source_master_killed_mid_move_fails_over_and_the_move_goes_on(
     with cluster.cluster_client() as client:
         keys = fill_every_type(client, 100_000)
         before = dumps(client, keys)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "redkube", "up", "--name", cluster.name, "--shards", "5"],
-        env=redkube.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    up = reshape_in_background(redkube, cluster, 5)
     try:
-        wait_for(
-            lambda: any(e.startswith("move ") for e in cluster.events()) or None,
-            120,
-            "a batch of slots to move",
-            every=0.005,
-        )
+        wait_for_a_move(cluster)
         time.sleep(0.2)
         redkube.ok("kill", "demo-0-0")  # a source of the first batch (3 -> 5 drains all 3)
     finally:

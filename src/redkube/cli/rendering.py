@@ -76,6 +76,8 @@ def print_status(
     )
     if loop_status is not None and loop_status.step:
         out.print(f"  step: {loop_status.step}")
+    if loop_status is not None and loop_status.migration is not None:
+        out.print(f"  resharding: {loop_status.migration.describe()}")
 
     table = Table(box=None, pad_edge=False)
     for column in ("node", "shard", "role", "address", "host", "slots", "link", "keys", "memory"):

@@ -51,14 +51,7 @@ def new_record(
     allocated = allocate(spec.total_members, pool, held_by_others(layout))
     ips = iter(allocated)
     members = tuple(
-        MemberRecord(
-            name=member_name(spec.name, shard, ordinal),
-            shard=shard,
-            ordinal=ordinal,
-            host=placement[(shard, ordinal)].host,
-            zone=placement[(shard, ordinal)].zone,
-            ip=next(ips),
-        )
+        _member(spec, shard, ordinal, placement[(shard, ordinal)], next(ips))
         for shard in range(spec.shards)
         for ordinal in range(spec.members_per_shard)
     )
@@ -88,6 +81,13 @@ def readdress(layout: ClusterLayout, record: ClusterRecord, names: list[str]) ->
     return updated
 
 
+def _member(
+    spec: ClusterSpec, shard: int, ordinal: int, domain: FailureDomain, ip: str
+) -> MemberRecord:
+    name = member_name(spec.name, shard, ordinal)
+    return MemberRecord(name, shard, ordinal, domain.host, domain.zone, ip)
+
+
 def reshaped_record(
     layout: ClusterLayout, record: ClusterRecord, spec: ClusterSpec, pool: str
 ) -> ClusterRecord:
@@ -109,14 +109,7 @@ def reshaped_record(
     taken = held_by_others(layout) + [m.ip for m in record.members]
     ips = allocate(len(wanted), record.address_pool or pool, taken, record.last_address)
     added = tuple(
-        MemberRecord(
-            name=member_name(spec.name, shard, ordinal),
-            shard=shard,
-            ordinal=ordinal,
-            host=placement[(shard, ordinal)].host,
-            zone=placement[(shard, ordinal)].zone,
-            ip=ip,
-        )
+        _member(spec, shard, ordinal, placement[(shard, ordinal)], ip)
         for (shard, ordinal), ip in zip(wanted, ips, strict=True)
     )
     last = ips[-1] if record.new_address_on_restart else record.last_address
