@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ class Load:
         self.phase = "before"
         self.latencies: dict[str, list[float]] = {"before": [], "during": []}
         self.spans: dict[str, float] = {"before": 0.0, "during": 0.0}
-        self.failures = 0
+        self.failures: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -137,8 +138,8 @@ class Load:
             started = time.monotonic()
             try:
                 self.client.set(f"load:{n}", "x" * 100)
-            except Exception:  # every error counts (redis-py's own bugs included)
-                self.failures += 1
+            except Exception as error:  # every error counts (redis-py's own bugs included)
+                self.failures[f"{type(error).__name__}: {str(error)[:60]}"] += 1
                 try:
                     self.client.nodes_manager.initialize()
                 except Exception:
@@ -161,15 +162,20 @@ class Load:
         )
 
 
-def redkube_reshard(server: str, keys: int) -> tuple[float, float, float, float, str]:
-    """(3 -> 5 move, 3 -> 5 command, 5 -> 3 move, 5 -> 3 command, load summary)."""
+def redkube_reshard(
+    server: str, keys: int, loaded: bool = False
+) -> tuple[float, float, float, float, str]:
+    """(3 -> 5 move, 3 -> 5 command, 5 -> 3 move, 5 -> 3 command, load summary). ``loaded``: a
+    client writes all along (in this process: it takes CPU from the move on 2 cores, so the
+    timed runs go without it, like the references)."""
     local = Local(server)
     try:
         local.redkube("up", "--server", server, "--shards", "3", "--replicas", "1")
         log(f"  redkube: loaded in {fill(local.client(), keys):.2f}s")
         load = Load(local.client())
-        load.start()
-        time.sleep(2.0)
+        if loaded:
+            load.start()
+            time.sleep(2.0)
         load.phase = "during"
         since = time.time()
         out_total = local.redkube("up", "--shards", "5")
@@ -179,7 +185,11 @@ def redkube_reshard(server: str, keys: int) -> tuple[float, float, float, float,
         in_move = move_seconds(local.events(), since, "retire ", time.time())
         load.stop()
         summary = "\n".join(
-            [load.summary("before"), load.summary("during"), f"failed SETs: {load.failures}"]
+            [
+                load.summary("before"),
+                load.summary("during"),
+                f"failed SETs: {sum(load.failures.values())} {dict(load.failures)}",
+            ]
         )
         return out_move, out_total, in_move, in_total, summary
     finally:
@@ -194,7 +204,9 @@ def main() -> None:
     rows: list[str] = []
     if args.server in ("redis", "both"):
         log("Redis 7.0: redkube")
-        out_move, out_total, in_move, in_total, load = redkube_reshard(REDIS_SERVER, args.keys)
+        out_move, out_total, in_move, in_total, _ = redkube_reshard(REDIS_SERVER, args.keys)
+        log("Redis 7.0: redkube under load")
+        *_, load = redkube_reshard(REDIS_SERVER, args.keys, loaded=True)
         log("Redis 7.0: redis-cli rebalance (3 -> 5)")
         ref_out = redis_cli_scale_out(REDIS_SERVER, args.keys)
         log("Redis 7.0: redis-cli rebalance, weight 0 (5 -> 3)")
@@ -209,7 +221,9 @@ def main() -> None:
     if args.server in ("valkey", "both"):
         valkey = valkey_server()
         log("Valkey 9.1: redkube")
-        out_move, out_total, in_move, in_total, load = redkube_reshard(valkey, args.keys)
+        out_move, out_total, in_move, in_total, _ = redkube_reshard(valkey, args.keys)
+        log("Valkey 9.1: redkube under load")
+        *_, load = redkube_reshard(valkey, args.keys, loaded=True)
         log("Valkey 9.1: raw CLUSTER MIGRATESLOTS (3 -> 5)")
         raw = raw_migrateslots(valkey, args.keys)
         log("Valkey 9.1: redis-cli rebalance, classic protocol (3 -> 5)")

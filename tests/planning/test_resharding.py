@@ -1,6 +1,6 @@
 """Resharding plans: balanced targets, the fewest moves, and plans that hold still while they run.
 
-The simulation here runs a plan the way the loop does: a batch of disjoint moves, then a new plan
+The simulation here runs a plan the way the loop does: a batch of some of its moves, then a new plan
 from the new holdings, until none is left; and checks every slot has one owner after every step.
 """
 
@@ -15,7 +15,6 @@ from redkube.model.slots import ALL_SLOTS, TOTAL_SLOTS
 from redkube.planning.allocating import allocate_slots
 from redkube.planning.resharding import (
     Move,
-    disjoint,
     first_slots,
     imbalance,
     plan_moves,
@@ -64,7 +63,7 @@ def run_to_end(
         plan = plan_moves(holdings, shards)
         if not plan:
             return holdings, moved, step
-        batch_moves = tuple(first_slots(m, batch) for m in disjoint(plan)[:pairs])
+        batch_moves = tuple(first_slots(m, batch) for m in plan[:pairs])
         slots = apply(holdings, batch_moves)
         assert not slots & moved_ever, "a slot moved twice"
         moved_ever |= slots

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 
 from redis.exceptions import ResponseError
 
@@ -115,25 +115,23 @@ async def _migrate_keys(
 async def _assign(
     move: SlotMove, slots: list[int], masters: Sequence[Address], pool: ClientPool
 ) -> None:
-    """SETSLOT NODE on the target first (it owns them, and bumps its epoch), then the source
-    (which refuses while it still holds a key), then every other master (a hint; gossip
+    """SETSLOT NODE on the target first (it owns them, and bumps its epoch), then at once the
+    source (which refuses while it still holds a key) and every other master (a hint; gossip
     settles them anyway, so their errors do not count)."""
-    for address, strict in ((move.target, True), (move.source, True)):
-        replies = await pool.migration_client(address).pipeline(
+
+    def assign(address: Address) -> Awaitable[list[object]]:
+        return pool.migration_client(address).pipeline(
             ("CLUSTER", "SETSLOT", s, "NODE", move.target_id) for s in slots
         )
-        if strict:
-            _raise_errors(address, "SETSLOT NODE", replies)
+
+    _raise_errors(move.target, "SETSLOT NODE", await assign(move.target))
     others = [a for a in masters if a not in (move.source, move.target)]
-    await asyncio.gather(
-        *(
-            pool.migration_client(a).pipeline(
-                ("CLUSTER", "SETSLOT", s, "NODE", move.target_id) for s in slots
-            )
-            for a in others
-        ),
-        return_exceptions=True,
+    replies, *_ = await asyncio.gather(
+        assign(move.source), *(assign(a) for a in others), return_exceptions=True
     )
+    if isinstance(replies, BaseException):
+        raise replies
+    _raise_errors(move.source, "SETSLOT NODE", replies)
 
 
 async def _move_atomic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> int:

@@ -116,8 +116,8 @@ class SlotMove:
 
 @dataclass(frozen=True)
 class MoveSlots:
-    """One batch of a resharding: disjoint moves run at once. ``atomic``: Valkey's atomic slot
-    migration (CLUSTER MIGRATESLOTS); else the classic protocol (SETSLOT, MIGRATE).
+    """One batch of a resharding: its moves (no slot in two) run at once. ``atomic``: Valkey's
+    atomic slot migration (CLUSTER MIGRATESLOTS); else the classic protocol (SETSLOT, MIGRATE).
     ``remaining``: slots the plan still moves after this batch (for progress); ``masters``: every
     reachable master, told the new owners at once (classic)."""
 

@@ -13,7 +13,7 @@ from redkube.model.observations import Observation
 from redkube.model.slots import ranges_of
 from redkube.model.specs import ClusterSpec
 from redkube.planning.assessing import holdings, shard_leader
-from redkube.planning.resharding import Move, disjoint, first_slots, plan_moves
+from redkube.planning.resharding import Move, first_slots, plan_moves
 from redkube.planning.retiring import hand_over_departing
 
 # Slots per (source, target) pair in one classic batch; then the loop observes again. Atomic
@@ -68,23 +68,11 @@ def repair_open_slots(spec: ClusterSpec, observation: Observation) -> Step:
             )
             for (o, h), slots in forward.items()
         )
-        chosen = _disjoint_moves(moves)
-        return MoveSlots(chosen, atomic=False, masters=tuple(m.address for m in masters))
+        return MoveSlots(moves, atomic=False, masters=tuple(m.address for m in masters))
     owner, (others, slots) = min(close.items())
     return CloseSlots(
         masters[owner].address, tuple(masters[i].address for i in sorted(others)), tuple(slots)
     )
-
-
-def _disjoint_moves(moves: tuple[SlotMove, ...]) -> tuple[SlotMove, ...]:
-    busy: set[str] = set()
-    chosen: list[SlotMove] = []
-    for move in moves:
-        if {move.source_id, move.target_id} & busy:
-            continue
-        busy |= {move.source_id, move.target_id}
-        chosen.append(move)
-    return tuple(chosen)
 
 
 def wait_for_migrations(spec: ClusterSpec, observation: Observation) -> Step:
@@ -120,9 +108,9 @@ def move_slots(spec: ClusterSpec, observation: Observation) -> Step:
         return refusal
     masters = _masters(observation)
     atomic = all(m.atomic_migration for m in masters)
-    batch = disjoint(plan)
-    if not atomic:
-        batch = tuple(first_slots(m, CLASSIC_BATCH_SLOTS) for m in batch)
+    # Every move at once: each slot is in one move only, and a source or target busy with two
+    # moves is still faster than one after the other (MIGRATE waits on the target).
+    batch = plan if atomic else tuple(first_slots(m, CLASSIC_BATCH_SLOTS) for m in plan)
     moves = tuple(
         SlotMove(
             leaders[m.source].address,

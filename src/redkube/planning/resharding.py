@@ -88,18 +88,6 @@ def imbalance(holdings: Mapping[int, Iterable[int]], shards: int) -> int:
     return total - can_keep
 
 
-def disjoint(moves: Iterable[Move]) -> tuple[Move, ...]:
-    """Moves that may run at once: no shard in two of them (in plan order)."""
-    busy: set[int] = set()
-    chosen: list[Move] = []
-    for move in moves:
-        if move.source in busy or move.target in busy:
-            continue
-        busy |= {move.source, move.target}
-        chosen.append(move)
-    return tuple(chosen)
-
-
 def first_slots(move: Move, limit: int) -> Move:
     """The same move cut to its first ``limit`` slots (one batch of a long move)."""
     taken: list[SlotRange] = []
