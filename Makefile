@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/testbed.py
 	$(BIN)/python bench/rediscluster_operator.py
+	$(BIN)/python bench/resharding.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache
