@@ -161,10 +161,14 @@ def test_state_from_another_version(redkube: Redkube) -> None:
     assert json.loads((old / "cluster.json").read_text())["format"] == 99
 
 
-def test_name_in_use_with_another_shape(redkube: Redkube, server: str) -> None:
+def test_a_node_timeout_change_of_a_running_cluster_is_refused(
+    redkube: Redkube, server: str
+) -> None:
+    """Shards and replicas reshape a running cluster (tests/resharding); the node timeout cannot
+    change yet."""
     redkube.up_cluster("demo", 1, 0, server)
-    done = redkube.run("up", "--name", "demo", "--shards", "2")
-    assert_one_line_error(done, ERROR, "cluster 'demo' already exists with 1 shards x 0 replicas")
+    done = redkube.run("up", "--name", "demo", "--node-timeout", "3000")
+    assert_one_line_error(done, ERROR, "runs with a node timeout of 5000 ms")
 
 
 @pytest.mark.parametrize(
