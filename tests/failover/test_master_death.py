@@ -41,12 +41,17 @@ def test_master_sigkill_under_writes(cluster_3x1: LocalCluster, redkube: Redkube
         wait_for(lambda: len(writer.log.successes_after) > 500, 60, "writes to resume")
         log = writer.stop()
 
+    # The old master came back as its replica; the two masters then sharing demo-0-1's host,
+    # the role goes back to it by a graceful failover. (The writes resumed may all have gone to
+    # other shards before the loop even saw the death: wait for the events, then for Ready.)
+    wait_for(
+        lambda: any("spreading masters" in e for e in cluster.events()) or None,
+        60,
+        "the masters to be spread again",
+    )
     cluster.wait_ready()
     events = cluster.events()
     assert any("failover (force) to" in e for e in events), events  # the replica took over
-    # The old master came back as its replica; the two masters then sharing demo-0-1's host,
-    # the role went back to it by a graceful failover.
-    assert any("spreading masters" in e for e in events), events
     roles = cluster.roles()
     assert (roles[victim], roles["demo-0-1"]) == ("master", "slave"), roles
     redis_cli_check(cluster)
