@@ -9,7 +9,7 @@ from redkube.model.nodes import NodeEntry, NodeView, Role
 from redkube.model.observations import Observation
 from redkube.model.slots import ALL_SLOTS, describe_ranges, ranges_of
 from redkube.model.specs import ClusterSpec
-from redkube.planning.resharding import plan_moves
+from redkube.planning.resharding import Move, plan_moves
 
 
 def claimed_slots(observation: Observation) -> frozenset[int]:
@@ -93,24 +93,18 @@ def present_shards(spec: ClusterSpec, observation: Observation) -> range:
     return range(max(spec.shards, highest + 1))
 
 
-def holdings(spec: ClusterSpec, observation: Observation) -> dict[int, frozenset[int]] | None:
-    """Shard -> the slots its one serving master holds; None while a shard has two."""
+def resharding_plan(spec: ClusterSpec, observation: Observation) -> tuple[Move, ...]:
+    """The slot moves still to make towards ``spec.shards`` balanced shards (none while a shard
+    has two serving masters, or slots are unserved: healing comes first)."""
     held: dict[int, frozenset[int]] = {}
     for shard in present_shards(spec, observation):
         masters = shard_masters(spec, observation, shard)
         if len(masters) > 1:
-            return None
+            return ()
         held[shard] = masters[0].myself.slots if masters else frozenset()
-    return held
-
-
-def slots_to_move(spec: ClusterSpec, observation: Observation) -> int:
-    """Slots the resharding plan still moves (0 while a shard has two serving masters, or
-    slots are unserved: healing comes first)."""
-    held = holdings(spec, observation)
-    if held is None or sum(len(s) for s in held.values()) != len(ALL_SLOTS):
-        return 0
-    return sum(move.slots for move in plan_moves(held, spec.shards))
+    if sum(len(slots) for slots in held.values()) != len(ALL_SLOTS):
+        return ()
+    return plan_moves(held, spec.shards)
 
 
 def open_slots(observation: Observation) -> tuple[str, ...]:
@@ -188,7 +182,7 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     name_of = observation.names_by_id()
     shards: list[ShardSummary] = []
     serving: set[str] = set()  # node IDs of one-master-per-shard masters and their linked replicas
-    moving = slots_to_move(spec, observation)
+    moving = sum(move.slots for move in resharding_plan(spec, observation))
     if moving:
         problems.append(f"resharding to {spec.shards} shards: {moving} slots to move")
     for observed in observation.members:

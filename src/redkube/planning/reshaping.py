@@ -12,8 +12,8 @@ from redkube.model.nodes import NodeView
 from redkube.model.observations import Observation
 from redkube.model.slots import ranges_of
 from redkube.model.specs import ClusterSpec
-from redkube.planning.assessing import holdings, shard_leader
-from redkube.planning.resharding import Move, first_slots, plan_moves
+from redkube.planning.assessing import resharding_plan, shard_leader
+from redkube.planning.resharding import Move, first_slots
 from redkube.planning.retiring import hand_over_departing
 
 # Slots per (source, target) pair in one classic batch; then the loop observes again. Atomic
@@ -85,16 +85,10 @@ def wait_for_migrations(spec: ClusterSpec, observation: Observation) -> Step:
     return None
 
 
-def planned_moves(spec: ClusterSpec, observation: Observation) -> tuple[Move, ...]:
-    """The resharding moves still to make (none while a shard has two serving masters)."""
-    held = holdings(spec, observation)
-    return plan_moves(held, spec.shards) if held is not None else ()
-
-
 def move_slots(spec: ClusterSpec, observation: Observation) -> Step:
     """Once the cluster is settled: the next batch of slot moves towards ``spec.shards``
     balanced shards (new shards receive, departing shards drain)."""
-    plan = planned_moves(spec, observation)
+    plan = resharding_plan(spec, observation)
     if not plan:
         return None
     leaders: dict[int, NodeView] = {}

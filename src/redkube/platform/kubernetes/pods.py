@@ -133,14 +133,8 @@ class KubernetesPlatform:
     async def retire(self, names: Sequence[str]) -> None:
         """Delete the StatefulSets and PodDisruptionBudgets of drained departing shards (their
         PVCs go as the StatefulSet's retention policy says)."""
-        shards = sorted(
-            {
-                int(name.rsplit("-", 2)[1])
-                for name in names
-                if name.rsplit("-", 2)[1].isdigit()
-                and int(name.rsplit("-", 2)[1]) >= self.spec.shards
-            }
-        )
+        found = {self._shard_of(self._pods[name]) for name in names if name in self._pods}
+        shards = sorted(shard for shard in found if shard >= self.spec.shards)
         base = f"/namespaces/{self.namespace}"
         for shard in shards:
             name = f"{self.spec.name}-{shard}"
