@@ -144,6 +144,13 @@ def test_apply_check_write_delete_a_master_heal_read_back(
     redis_cli_check_at(some_ip, pw)
     assert_linked_and_apart(cp, namespace, pw)
     assert_status_names_the_shards(cp, namespace, pw)
+    # The textbook's workflow: redis-cli inside the Pod, the password from its environment
+    # (REDISCLI_AUTH). Test bed Pods share the machine's network namespace, so 127.0.0.1 is not
+    # theirs: the Pod IP is named here; on real nodes plain `redis-cli ping` uses loopback.
+    pinged = cp.kubectl(
+        "exec", "-n", namespace, "shop-0-0", "--", "sh", "-c", 'redis-cli -h "$POD_IP" ping'
+    )
+    assert pinged.stdout.strip() == "PONG", (pinged.stdout, pinged.stderr)
 
     with cluster_client(cp, namespace, pw) as client:
         written = write_keys(client, KEYS)
