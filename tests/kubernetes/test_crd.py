@@ -42,6 +42,7 @@ DEFAULT_SPEC: JSON = {
     },
     "pvcRetention": "Retain",
     "allowDisruptionWithoutReplicas": False,
+    "updateStrategy": {"paused": False},
 }
 
 

@@ -144,6 +144,23 @@ class NodeClient:
     async def cluster_reset(self, hard: bool) -> None:
         await self.command("CLUSTER", "RESET", "HARD" if hard else "SOFT")
 
+    async def config_get(self, keys: Iterable[str]) -> dict[str, str]:
+        """CONFIG GET of several keys at once (Redis 7+); keys the server does not know are
+        absent from the answer."""
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        reply = await self.command("CONFIG", "GET", *wanted)
+        if isinstance(reply, dict):
+            return {str(k).lower(): str(v) for k, v in reply.items()}
+        if isinstance(reply, list):
+            pairs = zip(reply[::2], reply[1::2], strict=True)
+            return {str(k).lower(): str(v) for k, v in pairs}
+        raise AdminError(f"{self.address}: CONFIG GET: unexpected reply {reply!r}")
+
+    async def config_set(self, key: str, value: str) -> None:
+        await self.command("CONFIG", "SET", key, value)
+
     async def role(self) -> str:
         reply = await self.command("ROLE")
         if isinstance(reply, list) and reply:

@@ -19,6 +19,7 @@ from redkube.model.actions import (
     MoveSlots,
     Replicate,
     Reset,
+    SetConfig,
     SetConfigEpochs,
 )
 from redkube.model.addresses import Address
@@ -33,6 +34,7 @@ RedisAction = (
     | Reset
     | MoveSlots
     | CloseSlots
+    | SetConfig
 )
 
 CONFIRM_TIMEOUT_S = 3.0
@@ -66,6 +68,8 @@ async def execute(action: RedisAction, pool: ClientPool) -> int:
                 await _fail_over(replica, FailoverMode.TAKEOVER, pool)
         case Forget(node_id, on):
             await _all(_forget(pool, address, node_id) for address in on)
+        case SetConfig(assignments):
+            await _all(pool.client(a).config_set(key, value) for a, key, value in assignments)
         case Reset(address, _reason):
             await pool.client(address).cluster_reset(hard=False)
     return 0

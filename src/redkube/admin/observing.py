@@ -22,7 +22,10 @@ from redkube.model.nodes import NodeView
 from redkube.model.observations import MemberObservation, Observation
 
 
-async def observe(members: Sequence[Member], pool: ClientPool) -> Observation:
+async def observe(
+    members: Sequence[Member], pool: ClientPool, config_keys: Sequence[str] = ()
+) -> Observation:
+    """Every member's node; ``config_keys``: settings to read from each (CONFIG GET)."""
     observed = await asyncio.gather(*(observe_member(member, pool) for member in members))
     open_slots = sorted(
         {
@@ -32,27 +35,35 @@ async def observe(members: Sequence[Member], pool: ClientPool) -> Observation:
             for slot in (*o.view.myself.migrating, *o.view.myself.importing)
         }
     )
-    detailed = await asyncio.gather(*(_details(o, open_slots, pool) for o in observed))
+    detailed = await asyncio.gather(*(_details(o, open_slots, config_keys, pool) for o in observed))
     return Observation(tuple(detailed))
 
 
 async def _details(
-    observed: MemberObservation, open_slots: Sequence[int], pool: ClientPool
+    observed: MemberObservation,
+    open_slots: Sequence[int],
+    config_keys: Sequence[str],
+    pool: ClientPool,
 ) -> MemberObservation:
-    """What a master holds of slots left open anywhere (to finish or roll them back without
-    losing a key), and its running atomic slot migrations (Valkey 9+)."""
+    """The settings asked for; and on a master, what it holds of slots left open anywhere (to
+    finish or roll them back without losing a key) and its running atomic slot migrations
+    (Valkey 9+)."""
     view = observed.view
-    if view is None or not view.myself.is_master:
+    if view is None:
         return observed
     client = pool.client(view.address)
     try:
+        config = await client.config_get(config_keys)
+        if not view.myself.is_master:
+            return dataclasses.replace(observed, view=dataclasses.replace(view, config=config))
         counts = await client.pipeline(("CLUSTER", "COUNTKEYSINSLOT", s) for s in open_slots)
         jobs = running_jobs(await slot_migrations(client)) if view.atomic_migration else ()
     except AdminError as error:
         return MemberObservation(observed.member, None, str(error))
     keys = {s: c for s, c in zip(open_slots, counts, strict=True) if isinstance(c, int) and c}
     return dataclasses.replace(
-        observed, view=dataclasses.replace(view, open_slot_keys=keys, migrations=jobs)
+        observed,
+        view=dataclasses.replace(view, open_slot_keys=keys, migrations=jobs, config=config),
     )
 
 

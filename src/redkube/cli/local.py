@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
@@ -21,10 +23,18 @@ from redkube.cli import rendering
 from redkube.cli.exits import ExitStatus, UserError
 from redkube.control.daemon import spawn_supervisor
 from redkube.control.statuses import LoopStatus, Phase
+from redkube.kubernetes.resources import (
+    CONFIG_FORMATS,
+    CONFIG_KEY_PATTERN,
+    FORBIDDEN_CONFIG_KEYS,
+    config_value_message,
+)
 from redkube.model.members import Member, MemberState, cluster_of
 from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
+from redkube.planning.upgrading import change_refusal, version_of_server
 from redkube.platform.local.addressing import address_pool, busy
+from redkube.platform.local.configs import revision
 from redkube.platform.local.layout import (
     ClusterLayout,
     ClusterRecord,
@@ -37,7 +47,7 @@ from redkube.platform.local.layout import (
 )
 from redkube.platform.local.processes import is_our_server, stop_leftover
 from redkube.platform.local.provisioning import new_record, reshaped_record
-from redkube.platform.local.servers import resolve_server
+from redkube.platform.local.servers import inspect_server, resolve_server
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
 POLL_S = 0.02
@@ -65,8 +75,7 @@ def up(args: argparse.Namespace) -> ExitStatus:
                     "stop it and run `redkube up` again"
                 )
         supervisor = spawn_supervisor(layout)
-    shape = (record.spec.shards, record.spec.replicas)
-    status = wait_until_ready(layout, supervisor, args.timeout, shape)
+    status = wait_until_ready(layout, supervisor, args.timeout, record)
     elapsed = time.monotonic() - started
     record = layout.load()  # nodes that started again may have new addresses
     rendering.print_ready(out, layout, record, status, elapsed)
@@ -74,6 +83,7 @@ def up(args: argparse.Namespace) -> ExitStatus:
 
 
 def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterRecord:
+    settings = parse_settings(args.config or [])
     if layout.exists():
         record = layout.load()
         wanted = ClusterSpec(
@@ -81,6 +91,7 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
             shards=pick(args.shards, record.spec.shards),
             replicas=pick(args.replicas, record.spec.replicas),
             node_timeout_ms=pick(args.node_timeout_ms, record.spec.node_timeout_ms),
+            config=tuple({**dict(record.spec.config), **settings}.items()),
         )
         if wanted.node_timeout_ms != record.spec.node_timeout_ms:
             raise UserError(
@@ -92,12 +103,11 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
                 f"cluster {args.name!r} was created without --new-address-on-restart; "
                 "it is chosen when a cluster is created"
             )
-        if args.server and resolve_server(args.server).path != record.server:
-            raise UserError(
-                f"cluster {args.name!r} runs {record.server}; --server cannot change it"
-            )
+        if args.server:
+            record = with_server(record, args.server)
         if wanted != record.spec:
             record = reshaped_record(layout, record, wanted, address_pool())
+        if record != layout.load():
             layout.save(record)
         return record
     spec = ClusterSpec(
@@ -105,6 +115,7 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
         shards=pick(args.shards, DEFAULTS["shards"]),
         replicas=pick(args.replicas, DEFAULTS["replicas"]),
         node_timeout_ms=pick(args.node_timeout_ms, DEFAULTS["node_timeout_ms"]),
+        config=tuple(settings.items()),
     )
     server = resolve_server(args.server)
     record = new_record(
@@ -112,6 +123,44 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
     )
     layout.create(record)
     return record
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """`--config KEY=VALUE` options: keys redkube manages are refused, and values of keys whose
+    format is known must have it (as the RedisCluster's admission checks them)."""
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        key = key.strip().lower()
+        if not equals or not re.fullmatch(CONFIG_KEY_PATTERN, key):
+            raise UserError(
+                f"--config {pair!r}: expected KEY=VALUE, e.g. maxmemory-policy=allkeys-lru"
+            )
+        if key in FORBIDDEN_CONFIG_KEYS:
+            raise UserError(f"--config {key}: redkube manages this setting itself")
+        if "\n" in value or "\r" in value:
+            raise UserError(f"--config {key}: the value must be a single line")
+        value_format = CONFIG_FORMATS.get(key)
+        if value_format is not None and not value_format.accepts(value):
+            raise UserError(f"--{config_value_message(key, value, value_format.expected)}")
+        settings[key] = value
+    return settings
+
+
+def with_server(record: ClusterRecord, wanted: str) -> ClusterRecord:
+    """The record on another server binary, when the data survives the change (checked before
+    any node restarts: a server never gets data it cannot load)."""
+    new = resolve_server(wanted)
+    if new.path == record.server:
+        return record
+    old = inspect_server(record.server)
+    old_version = version_of_server(f"{old.family} {old.version[0]}.{old.version[1]}")
+    new_version = version_of_server(f"{new.family} {new.version[0]}.{new.version[1]}")
+    assert old_version is not None and new_version is not None
+    refusal = change_refusal(old_version, new_version)
+    if refusal is not None:
+        raise UserError(f"--server {wanted}: {refusal}")
+    return replace(record, server=new.path)
 
 
 def pick(given: int | None, default: int) -> int:
@@ -137,17 +186,18 @@ def read_status(layout: ClusterLayout) -> LoopStatus | None:
 
 
 def wait_until_ready(
-    layout: ClusterLayout, supervisor: int, timeout: float, shape: tuple[int, int]
+    layout: ClusterLayout, supervisor: int, timeout: float, record: ClusterRecord
 ) -> LoopStatus:
-    """Until the supervisor reports Ready for this shape; the spinner shows its current step
-    (and a resharding's progress)."""
+    """Until the supervisor reports Ready for this record (its shape, settings and server);
+    the spinner shows its current step (a resharding's or a rolling update's progress)."""
     deadline = time.monotonic() + timeout
     status: LoopStatus | None = None
+    expected = revision(record.spec, record.server)
     with out.status("starting nodes", spinner="dots") as spinner:
         while time.monotonic() < deadline:
             status = read_status(layout)
-            if status is not None and status.shape not in (None, shape):
-                status = None  # the supervisor has not read the new shape yet
+            if status is not None and not worked_to(status, record.spec, expected):
+                status = None  # the supervisor has not read the new record yet
             if status is not None and status.phase is Phase.READY:
                 return status
             if not pid_alive(supervisor):
@@ -163,6 +213,8 @@ def wait_until_ready(
                     )
                 if status.migration is not None:
                     spinner.update(f"resharding: {status.migration.describe()}")
+                elif status.rollout is not None and not status.rollout.done:
+                    spinner.update(f"updating: {status.rollout.describe()}; {status.step}")
                 else:
                     spinner.update(f"{status.phase.value.lower()}: {status.step}")
             time.sleep(POLL_S)
@@ -172,6 +224,16 @@ def wait_until_ready(
         f"background, see `redkube status --name {layout.name}`",
         ExitStatus.TIMEOUT,
     )
+
+
+def worked_to(status: LoopStatus, spec: ClusterSpec, expected_revision: str) -> bool:
+    """Whether the pass that wrote ``status`` worked to this spec and server (an older status
+    may still be on disk right after `redkube up` changed them)."""
+    if status.shape not in (None, (spec.shards, spec.replicas)):
+        return False
+    if status.spec_digest and status.spec_digest != spec.digest():
+        return False
+    return status.rollout is None or status.rollout.update_revision == expected_revision
 
 
 def exists(name: str) -> bool:

@@ -33,7 +33,18 @@ def build_parser() -> Parser:
     up.add_argument("--name", default=DEFAULT_NAME, help=f"cluster name (default {DEFAULT_NAME})")
     up.add_argument("--shards", type=int, help="number of shards (masters); default 3")
     up.add_argument("--replicas", type=int, help="replicas per shard; default 1")
-    up.add_argument("--server", help="redis-server or valkey-server binary to run")
+    up.add_argument(
+        "--server",
+        help="redis-server or valkey-server binary to run (on a running cluster: a rolling "
+        "restart onto it)",
+    )
+    up.add_argument(
+        "--config",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a redis.conf setting, repeatable (on a running cluster: live where the server "
+        "allows it, else a rolling restart)",
+    )
     up.add_argument(
         "--node-timeout", type=int, dest="node_timeout_ms", help="cluster-node-timeout in ms"
     )

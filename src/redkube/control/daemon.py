@@ -97,19 +97,26 @@ async def _supervise(layout: ClusterLayout) -> None:
         write_json(layout.status_path, {**status.to_json(), "pid": os.getpid(), "at": time.time()})
 
     def reshape() -> None:
-        """`redkube up` saved a new shape (SIGHUP): new members join, the loop moves slots."""
+        """`redkube up` saved a new record (SIGHUP): new members join, the loop moves slots,
+        applies live settings and restarts nodes on another server or settings one by one."""
         assert reconciler is not None
         try:
             updated = layout.load()
         except StateError as error:
-            log(f"cannot read the new shape: {error}")
+            log(f"cannot read the new record: {error}")
             return
+        before, server = reconciler.spec, platform.server
         platform.reload(updated)
-        if updated.spec != reconciler.spec:
+        if (updated.spec.shards, updated.spec.replicas) != (before.shards, before.replicas):
             reconciler.record(
                 f"new shape: {updated.spec.shards} shards x {updated.spec.replicas} replicas "
-                f"(was {reconciler.spec.shards} x {reconciler.spec.replicas})"
+                f"(was {before.shards} x {before.replicas})"
             )
+        if updated.spec.config != before.config:
+            settings = ", ".join(f"{k} {v}" for k, v in updated.spec.config) or "none"
+            reconciler.record(f"new settings: {settings}")
+        if updated.server != server:
+            reconciler.record(f"new server: {updated.server} (was {server})")
         reconciler.spec = updated.spec
 
     reconciler = Reconciler(record.spec, platform, pool, report, log)

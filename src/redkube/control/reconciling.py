@@ -17,11 +17,20 @@ from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.executing import execute
 from redkube.admin.observing import observe
 from redkube.control.statuses import Event, LoopStatus, MigrationProgress, phase_of
-from redkube.model.actions import Forget, MoveSlots, RetireMembers, StartMembers, Step, Wait
+from redkube.model.actions import (
+    Forget,
+    MoveSlots,
+    RestartMembers,
+    RetireMembers,
+    StartMembers,
+    Step,
+    Wait,
+)
 from redkube.model.members import MemberState
 from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
 from redkube.planning.assessing import assess, claimed_slots
+from redkube.planning.rolling import live_settings, rollout
 from redkube.planning.stepping import next_step
 from redkube.platform import Platform
 
@@ -64,6 +73,8 @@ class Reconciler:
         self._errors = 0
         self._last_wait: str | None = None
         self._progress = MigrationProgress()
+        # Members restarted in place with no replica (their shard unavailable): since when.
+        self._down_since: dict[str, float] = {}
 
     def record(self, message: str) -> None:
         """Something happened worth telling the user (the local form of a Kubernetes Event)."""
@@ -85,7 +96,7 @@ class Reconciler:
 
     async def run_once(self) -> Step:
         spec = self.spec  # a new shape (`redkube up`) may arrive while this pass runs
-        observation = await observe(self.platform.members(), self.pool)
+        observation = await observe(self.platform.members(), self.pool, list(live_settings(spec)))
         observation = dataclasses.replace(observation, banned=self._bans())
         step = next_step(spec, observation)
         if isinstance(step, StartMembers) and not self.platform.starts_members:
@@ -93,6 +104,7 @@ class Reconciler:
             # Event) on every pass while Pods are recreated.
             step = Wait(f"{', '.join(step.names)} not running yet; the platform starts them")
         health = assess(spec, observation)
+        self._measure_outages(observation)
         error: str | None = None
         if isinstance(step, Wait) and step.reason != self._last_wait:
             self._log(step.describe())
@@ -106,6 +118,10 @@ class Reconciler:
                     await self.platform.start(step.names)
                 elif isinstance(step, RetireMembers):
                     await self.platform.retire(step.names)
+                elif isinstance(step, RestartMembers):
+                    if step.disruptive:
+                        self._down_since.update(dict.fromkeys(step.names, time.monotonic()))
+                    await self.platform.restart(step.names)
                 else:
                     keys = await execute(step, self.pool)
                     if isinstance(step, MoveSlots):
@@ -124,6 +140,8 @@ class Reconciler:
                 linked_replicas=health.linked_replicas,
                 healthy_members=health.healthy_members,
                 migration=self._progress.report(health.slots_to_move),
+                rollout=rollout(observation),
+                spec_digest=spec.digest(),
                 shape=(spec.shards, spec.replicas),
                 shards=health.shards,
                 error=error,
@@ -136,6 +154,21 @@ class Reconciler:
             )
         )
         return step
+
+    def _measure_outages(self, observation: Observation) -> None:
+        """A shard's only node restarted in place: say how long its slots were unavailable,
+        once it serves them again."""
+        for observed in observation.members:
+            since = self._down_since.get(observed.member.name)
+            view = observed.view
+            if since is None or view is None or observed.member.outdated:
+                continue
+            if view.cluster_ok and view.myself.is_master and view.myself.slots:
+                del self._down_since[observed.member.name]
+                self.record(
+                    f"{observed.member.name} serves shard {observed.member.shard} again after "
+                    f"{time.monotonic() - since:.1f}s unavailable (restarted in place)"
+                )
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

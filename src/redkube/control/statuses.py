@@ -9,6 +9,7 @@ from typing import Any
 
 from redkube.model.actions import Step
 from redkube.planning.assessing import Health, ShardSummary
+from redkube.planning.rolling import Rollout
 
 
 class Phase(Enum):
@@ -16,18 +17,22 @@ class Phase(Enum):
     READY = "Ready"
     HEALING = "Healing"
     RESHARDING = "Resharding"
+    UPDATING = "Updating"
     STOPPED = "Stopped"
 
 
 def phase_of(step: Step, health: Health, *, formed: bool) -> Phase:
     """The phase from what one pass observed, never from the loop's memory (a restarted operator
     on a healthy cluster says Ready at once): Ready when nothing is left to do and nothing is
-    wrong; Resharding while slots are to move; otherwise Healing once any slot is assigned (the
+    wrong; Resharding while slots are to move; Updating while members run an old revision or
+    live settings are to apply; otherwise Healing once any slot is assigned (the
     cluster holds data), else Bootstrapping."""
     if step is None and health.ok:
         return Phase.READY
     if health.slots_to_move:
         return Phase.RESHARDING
+    if health.outdated or health.unsettled:
+        return Phase.UPDATING
     return Phase.HEALING if formed else Phase.BOOTSTRAPPING
 
 
@@ -95,6 +100,8 @@ class LoopStatus:
     healthy_members: int = 0
     migration: Migration | None = None
     shape: tuple[int, int] | None = None  # (shards, replicas) of the spec this pass worked to
+    rollout: Rollout | None = None  # where a rolling update stands (None: no revisions)
+    spec_digest: str = ""  # ClusterSpec.digest() of the spec this pass worked to
 
     def headline(self, first_problems: tuple[str, ...] = ()) -> str:
         """The one thing the loop waits on first (problems the caller knows better first, e.g. a
@@ -134,4 +141,6 @@ class LoopStatus:
             ),
             migration=Migration(**data["migration"]) if data.get("migration") else None,
             shape=(int(data["shape"][0]), int(data["shape"][1])) if data.get("shape") else None,
+            rollout=Rollout(**data["rollout"]) if data.get("rollout") else None,
+            spec_digest=str(data.get("spec_digest", "")),
         )

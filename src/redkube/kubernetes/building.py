@@ -12,10 +12,13 @@ Names, for a RedisCluster `c`:
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from fractions import Fraction
 from typing import Any
 
 from redkube.kubernetes.clusters import RedisCluster
+from redkube.model.live_settings import is_live
 from redkube.model.settings import cluster_settings, render
 
 JSON = dict[str, Any]
@@ -99,11 +102,17 @@ link=$(cli info replication | grep '^master_link_status:')
 
 CLUSTER_LABEL = "redkube.io/cluster"
 SHARD_LABEL = "redkube.io/shard"
+REVISION_ANNOTATION = "redkube.io/revision"
 
 
 def labels(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
+    return {"app.kubernetes.io/name": cluster.family, **stable_labels(cluster, shard)}
+
+
+def stable_labels(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
+    """Labels that never change over a cluster's life (not the server family, which a version
+    change may change): for immutable fields, a StatefulSet's volumeClaimTemplates."""
     return {
-        "app.kubernetes.io/name": cluster.family,
         "app.kubernetes.io/instance": cluster.name,
         "app.kubernetes.io/managed-by": "redkube",
         **selector(cluster, shard),
@@ -366,13 +375,16 @@ def build_statefulset(cluster: RedisCluster, shard: int) -> JSON:
         "updateStrategy": {"type": "OnDelete"},
         "selector": {"matchLabels": selector(cluster, shard)},
         "template": {
-            "metadata": {"labels": labels(cluster, shard)},
+            "metadata": {
+                "labels": labels(cluster, shard),
+                "annotations": {REVISION_ANNOTATION: revision(cluster)},
+            },
             "spec": _pod_spec(cluster, shard),
         },
     }
     if cluster.storage is not None:
         claim: JSON = {
-            "metadata": {"name": "data", "labels": labels(cluster, shard)},
+            "metadata": {"name": "data", "labels": stable_labels(cluster, shard)},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": cluster.storage.size}},
@@ -391,6 +403,25 @@ def build_statefulset(cluster: RedisCluster, shard: int) -> JSON:
         "metadata": metadata(cluster, statefulset_name(cluster, shard), shard),
         "spec": spec,
     }
+
+
+def revision(cluster: RedisCluster) -> str:
+    """What a node's process is defined by, as a short hash: the Pod template (image,
+    resources, probes, ...) and every redis.conf setting a running server cannot take by CONFIG
+    SET. It is the Pod template's `redkube.io/revision` annotation: a Pod that carries another
+    one is outdated, and the operator restarts it (replicas first, a master after a failover).
+    Live settings reach running nodes by CONFIG SET and change no revision."""
+    restart_settings = [
+        line for line in redis_conf(cluster).splitlines() if not is_live(line.split(" ", 1)[0])
+    ]
+    defined = {
+        "pod": _pod_spec(cluster, 0),
+        "labels": labels(cluster, 0),
+        "conf": restart_settings,
+        "scripts": [START_SCRIPT, PRESTOP_SCRIPT, READY_SCRIPT],
+    }
+    text = json.dumps(defined, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def build_all(cluster: RedisCluster, password: str) -> list[JSON]:

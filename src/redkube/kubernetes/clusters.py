@@ -133,6 +133,13 @@ def _bool(spec: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _paused(strategy: Mapping[str, Any]) -> bool:
+    value = strategy.get("paused", False)
+    if not isinstance(value, bool):
+        raise SpecError(f"spec.updateStrategy.paused must be true or false (got {value!r})")
+    return value
+
+
 def _config(raw: Any) -> dict[str, str]:
     """spec.config as redis.conf text: integers become strings (`hz: 10`); the values of the keys
     in CONFIG_FORMATS must have their format (the CRD's CEL rules check the same)."""
@@ -180,11 +187,18 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
     if not isinstance(spec, Mapping):
         raise SpecError("spec must be an object")
     name = str(meta.get("name", ""))
+    config = _config(spec.get("config") or {})
+    strategy = spec.get("updateStrategy") or {}
+    if not isinstance(strategy, Mapping):
+        raise SpecError("spec.updateStrategy must be an object")
     cluster = ClusterSpec(
         name=name,
         shards=_int(spec, "shards", 3),
         replicas=_int(spec, "replicasPerShard", 1),
         node_timeout_ms=_int(spec, "nodeTimeoutMs", 5000),
+        config=tuple(config.items()),
+        persistent=spec.get("storage") is not None,
+        paused=_paused(strategy),
     )
     if cluster.replicas > MAX_REPLICAS:
         raise SpecError(
@@ -203,7 +217,6 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
             f"spec.image {image!r} must be Redis 7.x (redis:7...) or Valkey 8/9 "
             "(valkey/valkey:8... or :9...)"
         )
-    config = _config(spec.get("config") or {})
     forbidden = sorted(k for k in config if k.lower() in FORBIDDEN_CONFIG_KEYS)
     if forbidden:
         raise SpecError(

@@ -449,6 +449,18 @@ def spec_schema() -> JSON:
                 " true lets drains evict such Pods anyway.",
                 False,
             ),
+            "updateStrategy": obj(
+                "How spec changes reach running Pods: a rolling restart, replicas first, each"
+                " master after a graceful failover to an in-sync replica; settings the server"
+                " takes at run time by CONFIG SET, with no restart.",
+                {
+                    "paused": boolean(
+                        "Stop the rolling restart after the Pod in progress; false resumes it.",
+                        False,
+                    )
+                },
+                default={},
+            ),
         },
         default={},
     )
@@ -525,8 +537,8 @@ def status_schema() -> JSON:
         "What the operator last observed; written only by the operator.",
         {
             "phase": string(
-                "Pending, Bootstrapping, Ready, Healing, Resharding, Stopped, or Failed (the spec"
-                " cannot be built).",
+                "Pending, Bootstrapping, Ready, Healing, Resharding, Updating, Stopped, or Failed"
+                " (the spec cannot be built).",
                 max_length=64,
             ),
             "readyNodes": string("Ready nodes out of wanted, e.g. 6/6.", max_length=32),
@@ -555,6 +567,17 @@ def status_schema() -> JSON:
                     "slotsToMove": integer("Slots still to move.", format="int64"),
                     "keysMoved": integer("Keys moved so far.", format="int64"),
                 },
+            ),
+            "currentRevision": string(
+                "The revision the Pods not yet updated run (the update revision once all are).",
+                max_length=64,
+            ),
+            "updateRevision": string(
+                "The revision the spec defines (the Pod template's redkube.io/revision).",
+                max_length=64,
+            ),
+            "updatedNodes": string(
+                "Pods on the update revision out of all, e.g. 4/6.", max_length=32
             ),
             "message": string("The latest problem or action, for humans.", max_length=32768),
             # Unbounded on purpose: a status the schema refuses would not be written at all.

@@ -162,6 +162,34 @@ class RetireMembers:
 
 
 @dataclass(frozen=True)
+class RestartMembers:
+    """Members restarted so that they run the revision the spec defines (a rolling update):
+    the platform stops each and starts it again as the spec says (a Pod deleted and recreated by
+    its StatefulSet; a process started with the new binary and settings)."""
+
+    names: tuple[str, ...]
+    reason: str
+    # A restart that makes data unavailable for a while (a shard's only node): said as a warning.
+    disruptive: bool = False
+
+    def describe(self) -> str:
+        warning = "warning: " if self.disruptive else ""
+        return f"{warning}restart {', '.join(self.names)}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class SetConfig:
+    """Live settings (CONFIG SET, no restart): (node, key, value) triples."""
+
+    assignments: tuple[tuple[Address, str, str], ...]
+
+    def describe(self) -> str:
+        settings = sorted({f"{key} {value}" for _, key, value in self.assignments})
+        nodes = len({address for address, _, _ in self.assignments})
+        return f"set {', '.join(settings)} live on {nodes} node{'s' * (nodes != 1)}"
+
+
+@dataclass(frozen=True)
 class Wait:
     """Nothing to do but let Redis (or the platform) progress; ``reason`` says on what."""
 
@@ -183,5 +211,7 @@ Action = (
     | MoveSlots
     | CloseSlots
     | RetireMembers
+    | RestartMembers
+    | SetConfig
 )
 Step = Action | Wait | None

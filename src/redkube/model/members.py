@@ -35,10 +35,25 @@ class Member:
     state: MemberState
     # Still running but on its way out (a Pod with a deletionTimestamp): not a healthy member.
     terminating: bool = False
+    # The revision the member runs (a hash of what defines its process: the Pod template, or the
+    # binary and settings locally) and the one it should run; "" where the platform has none,
+    # a target of None while the platform has not worked it out yet (a StatefulSet's controller
+    # behind its spec).
+    revision: str = ""
+    target_revision: str | None = ""
 
     @property
     def running(self) -> bool:
         return self.state is MemberState.RUNNING
+
+    @property
+    def outdated(self) -> bool:
+        """It runs (or last ran) another revision than the one it should."""
+        return (
+            bool(self.revision)
+            and bool(self.target_revision)
+            and (self.revision != self.target_revision)
+        )
 
 
 def member_name(cluster: str, shard: int, ordinal: int) -> str:

@@ -75,6 +75,8 @@ class NodeView:
     # Valkey's atomic slot migration jobs still running here (CLUSTER GETSLOTMIGRATIONS), as
     # "EXPORT 0-99 to <id>" texts.
     migrations: tuple[str, ...] = ()
+    # CONFIG GET of the live settings the spec sets (key -> value as the server reports it).
+    config: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def atomic_migration(self) -> bool:

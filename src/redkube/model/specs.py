@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -21,8 +22,20 @@ class ClusterSpec:
     shards: int
     replicas: int
     node_timeout_ms: int = 5000
+    # The user's redis.conf settings (lower-case keys, sorted): live ones reach running nodes by
+    # CONFIG SET, the others by rolling restarts.
+    config: tuple[tuple[str, str], ...] = ()
+    # Whether a node's data outlives its restart (a volume and AOF); without it a shard with no
+    # replica is never restarted by choice.
+    persistent: bool = True
+    # spec.updateStrategy.paused: a rolling update stops after the node in progress.
+    paused: bool = False
 
     def __post_init__(self) -> None:
+        # A record read back from JSON holds lists; keep the spec hashable and comparable.
+        object.__setattr__(
+            self, "config", tuple(sorted((str(k).lower(), str(v)) for k, v in self.config))
+        )
         if not NAME_PATTERN.match(self.name):
             raise SpecError(
                 f"cluster name {self.name!r} must be 1-40 lowercase letters, digits or '-', "
@@ -39,6 +52,10 @@ class ClusterSpec:
                 f"node timeout must be at least {MIN_NODE_TIMEOUT_MS} ms "
                 f"(got {self.node_timeout_ms})"
             )
+
+    def digest(self) -> str:
+        """A short hash of everything asked for: a status names the spec it worked to."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:10]
 
     @property
     def members_per_shard(self) -> int:

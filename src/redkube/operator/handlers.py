@@ -25,13 +25,14 @@ import kopf
 from redkube.admin.connections import ClientPool
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
-from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret
+from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret, revision
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
 from redkube.operator.drifting import still_drifted, take_drift
 from redkube.operator.handover import hand_over_before_scale_in
 from redkube.planning.assessing import ShardSummary
+from redkube.planning.upgrading import change_refusal, version_of_image
 from redkube.platform.kubernetes.api import (
     JSON,
     KubernetesApi,
@@ -42,6 +43,7 @@ from redkube.platform.kubernetes.api import (
 from redkube.platform.kubernetes.pods import KubernetesPlatform
 
 RESYNC_S = 5.0
+REPLACE_TIMEOUT_S = 30.0
 MAX_PROBLEMS = 50  # status.problems keeps the first ones; status.message says how many in all
 PASSWORD_BYTES = 24
 
@@ -135,11 +137,59 @@ def _password_in(secret: JSON, name: str) -> str:
     return password
 
 
-async def _apply_owned(cluster: RedisCluster, password: str) -> None:
+async def _apply_owned(cluster: RedisCluster, password: str, say: Callable[[str], None]) -> None:
     for obj in build_all(cluster, password):
         if obj["kind"] == "Secret":
             continue  # created once, never overwritten (see _password)
-        await api().apply(object_path(obj), obj)
+        try:
+            await api().apply(object_path(obj), obj)
+        except KubernetesError as error:
+            if obj["kind"] != "StatefulSet" or error.status != 422 or "Forbidden" not in str(error):
+                raise
+            # A field that cannot change in place (a volume claim template, the selector):
+            # replace the StatefulSet but not its Pods (orphaned, they keep running and the new
+            # StatefulSet adopts them; their volumes stay); the rolling update restarts them.
+            say(f"replacing StatefulSet {obj['metadata']['name']}: {error.message[:200]}")
+            await _replace_keeping_pods(object_path(obj))
+            await api().apply(object_path(obj), obj)
+
+
+async def _replace_keeping_pods(path: str) -> None:
+    """Delete a StatefulSet with its Pods and volumes orphaned; return once it is gone."""
+    try:
+        await api().delete(path, {"propagationPolicy": "Orphan"})
+    except KubernetesError as error:
+        if not error.not_found:
+            raise
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            await api().get(path)
+        except KubernetesError as error:
+            if error.not_found:
+                return
+            raise
+        await asyncio.sleep(0.2)
+    raise KubernetesError(504, "Timeout", f"{path} still exists after an orphaning delete")
+
+
+async def _version_refusal(cluster: RedisCluster) -> str | None:
+    """Why the cluster's data would not survive the server version spec.image asks for,
+    judged against the image its StatefulSets run now; None when it would (or nothing runs)."""
+    path = f"/apis/apps/v1/namespaces/{cluster.namespace}/statefulsets/{cluster.name}-0"
+    try:
+        running = await api().get(path)
+    except KubernetesError as error:
+        if error.not_found:
+            return None
+        raise
+    containers = running["spec"]["template"]["spec"].get("containers") or [{}]
+    old = version_of_image(str(containers[0].get("image", "")))
+    new = version_of_image(cluster.image)
+    if old is None or new is None:
+        return None
+    refusal = change_refusal(old, new)
+    return None if refusal is None else f"spec.image {cluster.image} refused: {refusal}"
 
 
 def shard_status(shard: ShardSummary) -> JSON:
@@ -160,12 +210,18 @@ class ClusterRun:
         body: JSON,
         generation: int,
         forgotten: dict[str, float],
+        target_revision: str,
     ) -> None:
         self.cluster = cluster
         self.body = body
         self.generation = generation
+        # A spec change refused before anything was applied (a version the data cannot
+        # survive): said first in the status until the spec changes.
+        self.refusal: str | None = None
         self.stop = asyncio.Event()
-        self.platform = KubernetesPlatform(api(), cluster.namespace, cluster.cluster)
+        self.platform = KubernetesPlatform(
+            api(), cluster.namespace, cluster.cluster, target_revision
+        )
         self.pool = ClientPool(password)
         self.reconciler = Reconciler(
             cluster.cluster,
@@ -174,7 +230,8 @@ class ClusterRun:
             self._report,
             _cluster_log(cluster),
             forgotten,
-            formed=(body.get("status") or {}).get("phase") in ("Ready", "Healing"),
+            formed=(body.get("status") or {}).get("phase")
+            in ("Ready", "Healing", "Resharding", "Updating"),
         )
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None
@@ -214,9 +271,10 @@ class ClusterRun:
                 _post_event(self.body, event.message)
         total = len(self.platform.members())
         ready = status.phase is Phase.READY
-        pod_problems = tuple(self.platform.pod_problems())
-        problems = [*pod_problems, *status.problems]
-        message = status.headline(pod_problems)
+        first = (*([self.refusal] if self.refusal else []), *self.platform.pod_problems())
+        problems = [*first, *status.problems]
+        message = status.headline(first)
+        rollout = status.rollout
         new_status: JSON = {
             "phase": status.phase.value,
             "readyNodes": f"{status.healthy_members}/{total}",
@@ -224,6 +282,9 @@ class ClusterRun:
             "message": message[:1000],
             "problems": [problem[:300] for problem in problems[:MAX_PROBLEMS]],
             "shards": [shard_status(shard) for shard in status.shards],
+            "currentRevision": rollout.current_revision if rollout else None,
+            "updateRevision": rollout.update_revision if rollout else None,
+            "updatedNodes": f"{rollout.updated}/{rollout.total}" if rollout else None,
             "migration": None
             if status.migration is None
             else {
@@ -241,6 +302,12 @@ class ClusterRun:
                     status.migration.describe()
                     if status.migration is not None
                     else "no slot to move",
+                ),
+                _condition(
+                    "Updating",
+                    bool(rollout and not rollout.done) or status.phase is Phase.UPDATING,
+                    "RollingUpdate" if rollout and not rollout.done else "UpToDate",
+                    rollout.describe() if rollout else "no revisions yet",
                 ),
                 _condition(
                     "Degraded",
@@ -340,15 +407,31 @@ async def run_cluster(
                         say(message)
                         _post_event(body, message)
                     password = await _password(cluster)
+                    refusal = await _version_refusal(cluster)
+                    if refusal is not None:
+                        if run is None:  # heal what runs; roll nothing
+                            run = ClusterRun(cluster, password, body, generation, forgotten, "")
+                            run.start()
+                        if run.refusal != refusal:
+                            say(refusal)
+                            kopf.warn(as_body(body), reason="UpdateRefused", message=refusal)
+                        run.refusal = refusal
+                        await stopped.wait(RESYNC_S)
+                        continue
                     await hand_over_before_scale_in(
                         api(), cluster, password, functools.partial(_post_event, body), say
                     )
-                    await _apply_owned(cluster, password)
+                    await _apply_owned(cluster, password, say)
                     if run is None or run.cluster.cluster != cluster.cluster:
                         if run is not None:
                             await run.close()
-                        run = ClusterRun(cluster, password, body, generation, forgotten)
+                        run = ClusterRun(
+                            cluster, password, body, generation, forgotten, revision(cluster)
+                        )
                         run.start()
+                    run.cluster = cluster
+                    run.refusal = None
+                    run.platform.target_revision = revision(cluster)
                     run.generation = generation
                     applied_generation = generation
                     drifted = {}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redkube.model.live_settings import canonical
 from redkube.model.members import MemberState
 from redkube.model.nodes import NodeEntry, NodeView, Role
 from redkube.model.observations import Observation
 from redkube.model.slots import ALL_SLOTS, describe_ranges, ranges_of
 from redkube.model.specs import ClusterSpec
 from redkube.planning.resharding import Move, plan_moves
+from redkube.planning.rolling import apply_live_settings, live_settings
 
 
 def claimed_slots(observation: Observation) -> frozenset[int]:
@@ -152,6 +154,9 @@ class Health:
     # one master or as a linked replica of it.
     healthy_members: int = 0
     slots_to_move: int = 0
+    # Members that run another revision than the spec's, and nodes whose live settings differ.
+    outdated: int = 0
+    unsettled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -215,6 +220,13 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     for view in observation.views():
         if not view.cluster_ok:
             problems.append(f"{view.address} reports cluster_state:fail")
+    outdated = sum(1 for o in observation.members if o.member.outdated)
+    if outdated:
+        problems.append(f"{outdated} nodes run an old revision")
+    unsettled = 0
+    if apply_live_settings(spec, observation) is not None:
+        unsettled = sum(1 for view in observation.views() if _unsettled(spec, view))
+        problems.append(f"{unsettled} nodes have live settings that differ from the spec")
     healthy = sum(
         1
         for o in observation.members
@@ -224,4 +236,13 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
         and o.view.cluster_ok
         and o.view.node_id in serving
     )
-    return Health(tuple(problems), masters, linked, tuple(shards), healthy, moving)
+    return Health(
+        tuple(problems), masters, linked, tuple(shards), healthy, moving, outdated, unsettled
+    )
+
+
+def _unsettled(spec: ClusterSpec, view: NodeView) -> bool:
+    return any(
+        key in view.config and canonical(key, view.config[key]) != canonical(key, value)
+        for key, value in live_settings(spec).items()
+    )

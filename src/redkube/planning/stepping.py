@@ -47,6 +47,7 @@ from redkube.planning.reshaping import (
     retire_departing,
     wait_for_migrations,
 )
+from redkube.planning.rolling import apply_live_settings, replace_broken_outdated, roll_members
 
 Rule = Callable[[ClusterSpec, Observation], Step]
 
@@ -422,6 +423,7 @@ def spread_masters(spec: ClusterSpec, observation: Observation) -> Step:
 RULES: tuple[Rule, ...] = (
     fail_over_dead_masters,
     start_stopped_members,
+    replace_broken_outdated,
     wait_for_members,
     reset_foreign_nodes,
     bootstrap,
@@ -435,5 +437,7 @@ RULES: tuple[Rule, ...] = (
     wait_for_stale_nodes,
     move_slots,
     retire_departing,
+    apply_live_settings,
+    roll_members,
     spread_masters,
 )

@@ -28,6 +28,11 @@ class Platform(Protocol):
         hold nothing any more)."""
         ...
 
+    async def restart(self, names: Sequence[str]) -> None:
+        """Stop the named members and start them again on the revision they should run (a
+        rolling update): a Pod deleted for its StatefulSet to recreate, a process restarted."""
+        ...
+
     async def wait_for_change(self, timeout: float) -> None:
         """Return as soon as the platform sees a change (a death), or after ``timeout``."""
         ...

