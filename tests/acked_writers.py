@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.writers import Background
 
@@ -26,6 +27,19 @@ class AckedLog:
     # MOVED or ASK: the key's slot moved (resharding); this writer talks to one node on purpose
     # (WAIT must follow SET on one connection), so it asks the cluster again and retries the key.
     redirected: int = 0
+    errors: list[str] = field(default_factory=list)  # the first failed commands' errors
+    # A pooled connection found closed (its node restarted since this client last used it, as
+    # an old master does in a rolling update after it handed its shard over): the writer
+    # connects again and sends the key once more, as RedisCluster does with its own commands.
+    # Nothing was written (a node that shut down took no SET); a second failure counts above.
+    reconnected: int = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"AckedLog({len(self.acknowledged)} acknowledged, {self.failed_commands} failed "
+            f"{self.errors[:5]}, {self.unacknowledged} unacknowledged, {self.failed_connects} "
+            f"failed connects, {self.redirected} redirected, {self.reconnected} reconnected)"
+        )
 
     def snapshot(self) -> dict[str, str]:
         return self.acknowledged.copy()
@@ -52,6 +66,7 @@ class AckedWriter(Background):
         deadline = time.monotonic() + self.max_seconds
         client: RedisCluster | None = None
         n = 0
+        retrying = False
         while not self._stop.is_set() and time.monotonic() < deadline:
             if client is None:
                 try:
@@ -69,12 +84,28 @@ class AckedWriter(Background):
                 client = None
                 time.sleep(FAILURE_PAUSE_S)
                 continue
-            except (RedisError, RedisClusterException, OSError):
+            except RedisConnectionError as error:
+                client.close()
+                client = None
+                if not retrying:
+                    self.log.reconnected += 1
+                    retrying = True
+                    continue
                 self.log.failed_commands += 1
+                if len(self.log.errors) < 20:
+                    self.log.errors.append(f"{key}: {type(error).__name__}: {error}")
+                retrying = False
+                time.sleep(FAILURE_PAUSE_S)
+                continue
+            except (RedisError, RedisClusterException, OSError) as error:
+                self.log.failed_commands += 1
+                if len(self.log.errors) < 20:
+                    self.log.errors.append(f"{key}: {type(error).__name__}: {error}")
                 client.close()
                 client = None
                 time.sleep(FAILURE_PAUSE_S)
                 continue
+            retrying = False
             if replicas >= 1:
                 self.log.acknowledged[key] = str(n)
             else:

@@ -67,6 +67,7 @@ class Node:
     cluster_ok: bool | None = None  # None: derived from slot coverage
     # Set by a failover while this (dead) master was away: it rejoins as a replica of that id.
     rejoin_as_replica_of: str | None = None
+    config: dict[str, str] = field(default_factory=dict)  # what CONFIG GET answers
 
     @property
     def is_master(self) -> bool:
@@ -91,9 +92,20 @@ class Seat:
     node_id: str
     error: str | None = None  # a running member that does not answer
     wipe_on_start: bool = False  # its data is gone: it starts as a brand-new node
+    revision: str = ""  # the revision it runs, and the one it should (rolling updates)
+    target_revision: str | None = ""
 
     def member(self) -> Member:
-        return Member(self.name, self.shard, self.ordinal, self.address, self.domain, self.state)
+        return Member(
+            self.name,
+            self.shard,
+            self.ordinal,
+            self.address,
+            self.domain,
+            self.state,
+            revision=self.revision,
+            target_revision=self.target_revision,
+        )
 
 
 @dataclass
@@ -336,6 +348,7 @@ class Cluster:
             used_memory=1_000_000 + node.keys,
             version=VERSION,
             open_slot_keys=dict(node.slot_keys) if node.is_master else {},
+            config=dict(node.config),
         )
 
     def observe(self) -> Observation:

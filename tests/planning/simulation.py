@@ -30,6 +30,8 @@ from redkube.model.actions import (
     Forget,
     Meet,
     Replicate,
+    RestartMembers,
+    SetConfig,
     SetConfigEpochs,
     StartMembers,
     Step,
@@ -94,8 +96,33 @@ def apply(cluster: Cluster, step: Step) -> None:
                     raise Refused(f"FORGET {node_id[:8]} on {address}, which does not know it")
                 node.known.discard(node_id)
                 node.opinions.pop(node_id, None)
+        case SetConfig(assignments):
+            for address, key, value in assignments:
+                cluster.node_at(address).config[key] = value
+        case RestartMembers(names):
+            for name in names:
+                _restart(cluster, name)
         case _:
             raise AssertionError(f"unexpected step {step!r}")
+
+
+def _restart(cluster: Cluster, name: str) -> None:
+    """The platform restarts the member on the revision it should run: same node ID and data
+    (its volume stays); a replica's link is down until the next tick. A master restarted while
+    a replica follows it would be a failover-less restart: refused, the rules must not do it."""
+    seat = cluster.seat_named(name)
+    node = cluster.nodes[seat.node_id]
+    if node.is_master and any(
+        other.master_id == node.node_id and other.alive for other in cluster.current_nodes()
+    ):
+        raise Refused(f"restart of master {name} while a replica follows it (no failover)")
+    if seat.target_revision is None:
+        raise Refused(f"restart of {name} before its target revision is known")
+    seat.revision = seat.target_revision
+    seat.state = MemberState.RUNNING
+    node.alive = True
+    if not node.is_master:
+        node.link_up = False
 
 
 def _tick(cluster: Cluster) -> None:

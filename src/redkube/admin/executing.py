@@ -81,7 +81,20 @@ async def _all(calls: Iterable[Awaitable[None]]) -> None:
     if errors:
         if not all(isinstance(e, Exception) for e in errors):
             raise errors[0]
-        raise AdminError("; ".join(str(e) for e in errors))
+        raise AdminError(_summary([str(e) for e in errors]))
+
+
+def _summary(messages: list[str]) -> str:
+    """One line per distinct error: `<node>: <error>` said once, with how many more nodes
+    said the same."""
+    by_text: dict[str, list[str]] = {}
+    for message in messages:
+        node, _, text = message.partition(": ")
+        by_text.setdefault(text or node, []).append(node)
+    return "; ".join(
+        f"{nodes[0]}: {text}" + (f" (and {len(nodes) - 1} more nodes)" if len(nodes) > 1 else "")
+        for text, nodes in by_text.items()
+    )
 
 
 async def _forget(pool: ClientPool, address: Address, node_id: str) -> None:

@@ -211,6 +211,12 @@ def wait_until_ready(
                         f"node {node} keeps crashing ({log}); the supervisor keeps retrying, "
                         f"`redkube down --name {layout.name}` stops it"
                     )
+                if status.error and "CONFIG SET" in status.error:
+                    raise UserError(
+                        f"a node refuses a setting ({status.error}); the supervisor keeps "
+                        f"trying: change it with `redkube up --name {layout.name} --config "
+                        "KEY=VALUE`"
+                    )
                 if status.migration is not None:
                     spinner.update(f"resharding: {status.migration.describe()}")
                 elif status.rollout is not None and not status.rollout.done:

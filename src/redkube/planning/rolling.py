@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from redkube.model.actions import Failover, FailoverMode, RestartMembers, SetConfig, Step, Wait
 from redkube.model.addresses import Address
 from redkube.model.live_settings import canonical, is_live
-from redkube.model.members import Member, MemberState
+from redkube.model.members import MemberState
 from redkube.model.nodes import Role
 from redkube.model.observations import MemberObservation, Observation
 from redkube.model.specs import ClusterSpec
@@ -110,7 +110,7 @@ def roll_members(spec: ClusterSpec, observation: Observation) -> Step:
         if observed.view.myself.role is Role.REPLICA:
             return RestartMembers(
                 (observed.member.name,),
-                f"rolling update{where}: replica of shard {observed.member.shard} first",
+                f"rolling update{where}: a replica of shard {observed.member.shard}",
             )
     return _hand_over_or_restart(spec, observation, outdated[0], where)
 
@@ -132,7 +132,18 @@ def _hand_over_or_restart(
         and o.view.master_link_up
     ]
     if followers:
-        best = max(followers, key=lambda o: _successor_rank(o, member))
+        # Masters per host after the hand-over (this one gone): the successor goes where the
+        # fewest are, so that the roll does not crowd masters (and spreading them after it has
+        # nothing to undo).
+        hosts = Counter(
+            o.member.domain.host
+            for o in observation.members
+            if o.view is not None
+            and o.view.myself.is_master
+            and o.view.myself.slots
+            and o.view is not master
+        )
+        best = max(followers, key=lambda o: _successor_rank(o, hosts))
         assert best.view is not None
         return Failover(
             best.view.address,
@@ -154,11 +165,12 @@ def _hand_over_or_restart(
     )
 
 
-def _successor_rank(candidate: MemberObservation, master: Member) -> tuple[bool, bool, int]:
+def _successor_rank(candidate: MemberObservation, hosts: Counter[str]) -> tuple[bool, int, int]:
+    """Updated first, then on the host with the fewest masters, then the most caught up."""
     view = candidate.view
     assert view is not None
     return (
         not candidate.member.outdated,
-        candidate.member.domain.host != master.domain.host,
+        -hosts[candidate.member.domain.host],
         view.replication_offset,
     )
