@@ -95,6 +95,43 @@ def operator(
         stop_operator(process)
 
 
+RESTARTABLE = "full-*"
+"""Namespaces served by an operator a test starts, kills and starts again (`operator_process`),
+not by the session's."""
+
+
+class Operator:
+    """The operator for `glob`, started and stopped (or SIGKILLed and started again) at will;
+    every run appends to one log."""
+
+    def __init__(self, cp: ControlPlane, log: Path, glob: str = RESTARTABLE) -> None:
+        self.cp, self.log, self.glob = cp, log, glob
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.process = start_operator(self.cp, self.log, self.glob)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        stop_operator(self.process, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_operator(self.process)
+
+
+@pytest.fixture
+def operator_process(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Operator]:
+    install_crd(control_plane)
+    operator = Operator(control_plane, tmp_path / "operator.log")
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
 LOG_LINES_ON_FAILURE = 80
 
 

@@ -10,11 +10,8 @@ Timings and the failed client commands are printed, never asserted: a full resta
 
 from __future__ import annotations
 
-import signal
 import statistics
-import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from redis.exceptions import RedisClusterException
 from redkube.testbed import ControlPlane
 from tests.acked_writers import AckedLog, AckedWriter
 from tests.checks import assert_keys, redis_cli_check_at
-from tests.operator.conftest import install_crd, start_operator, stop_operator
+from tests.operator.conftest import Operator
 from tests.operator.test_kubectl_workflow import (
     CLUSTER,
     cluster_client,
@@ -35,8 +32,6 @@ from tests.operator.test_kubectl_workflow import (
 )
 from tests.testbed.kube import JSON, apply, eventually, pods, redis_cli, rediscluster_messages
 
-GLOB = "full-*"
-"""This module's own operator serves these namespaces only, so a round can SIGKILL it."""
 SELECTOR = "redkube.io/cluster=shop"
 NAMES = sorted(f"shop-{shard}-{ordinal}" for shard in range(3) for ordinal in range(2))
 ROUNDS = 10
@@ -48,38 +43,6 @@ POLL_S = 0.3
 CONNECT_EVERY_S = 0.5
 """The writer looks the Pod IPs up (kubectl) at most this often while the cluster is down."""
 WRITES_BETWEEN_ROUNDS = 200
-
-
-class Operator:
-    """The operator for `glob`, started and stopped (or SIGKILLed and started again) at will;
-    every run appends to one log."""
-
-    def __init__(self, cp: ControlPlane, log: Path, glob: str = GLOB) -> None:
-        self.cp, self.log, self.glob = cp, log, glob
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        self.process = start_operator(self.cp, self.log, self.glob)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        stop_operator(self.process, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_operator(self.process)
-
-
-@pytest.fixture
-def operator_process(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Operator]:
-    install_crd(control_plane)
-    operator = Operator(control_plane, tmp_path / "operator.log")
-    operator.start()
-    try:
-        yield operator
-    finally:
-        operator.stop()
 
 
 @pytest.fixture

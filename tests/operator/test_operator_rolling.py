@@ -22,9 +22,18 @@ from redkube.testbed import ControlPlane
 from tests.acked_writers import AckedWriter
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
 from tests.datasets import Traffic
+from tests.operator.conftest import Operator
 from tests.operator.test_kubectl_workflow import cluster_client, password, running_pods
 from tests.operator.test_operator_full_restart import Connector
-from tests.testbed.kube import JSON, apply, eventually, get, redis_cli, rediscluster_messages
+from tests.testbed.kube import (
+    JSON,
+    apply,
+    eventually,
+    get,
+    pods,
+    redis_cli,
+    rediscluster_messages,
+)
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -255,3 +264,49 @@ def test_a_paused_roll_waits_and_a_downgrade_is_refused_before_any_restart(
     assert config_everywhere(cp, namespace, pw, "databases") == {"4"}
     conditions = {c["type"]: c for c in status(cp, namespace)["conditions"]}
     assert conditions["Updating"]["status"] == "False", conditions
+
+
+def pods_on(cp: ControlPlane, namespace: str, revision: str) -> int:
+    """Pods (any state) whose template revision is `revision`."""
+    listed = pods(cp, namespace, "redkube.io/cluster=shop")
+    return sum(
+        1
+        for pod in listed.values()
+        if (pod["metadata"].get("annotations") or {}).get("redkube.io/revision") == revision
+    )
+
+
+def updated_revision(cp: ControlPlane, namespace: str) -> str | None:
+    """The revision the StatefulSets' Pod template carries once it differs from the Pods'."""
+    template = get(cp, namespace, "statefulset", "shop-0")["spec"]["template"]["metadata"]
+    revision = str((template.get("annotations") or {}).get("redkube.io/revision", ""))
+    return revision if revision and pods_on(cp, namespace, revision) < 6 else None
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.namespace_prefix("full")
+def test_an_operator_killed_half_way_through_a_roll_resumes_where_it_was(
+    control_plane: ControlPlane, operator_process: Operator, namespace: str, valkey_9_0: str
+) -> None:
+    """SIGKILL the operator once a Pod runs the new revision; the next operator (a new
+    leader, after the Lease runs out) goes on from the Pods' revisions, with no client error."""
+    cp = control_plane
+    apply(cp, namespace, manifest("valkey/valkey:9.0"))
+    eventually(lambda: rolled(cp, namespace), "Ready on one revision", 180)
+    pw = password(cp, namespace)
+    with cluster_client(cp, namespace, pw) as client:
+        written = write_keys(client, 5_000)
+    with Load(cp, namespace, pw) as load:
+        apply(cp, namespace, manifest("valkey/valkey:9.1"))
+        eventually(lambda: updated_revision(cp, namespace) is not None, "a new revision", 60)
+        target = updated_revision(cp, namespace)
+        assert target is not None
+        eventually(lambda: pods_on(cp, namespace, target) >= 1, "a Pod updated", 120, 0.01)
+        operator_process.kill()
+        halfway = pods_on(cp, namespace, target)
+        operator_process.start()
+        eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
+    assert halfway < 6, "the roll ended before the kill: nothing was resumed"
+    load.assert_nothing_failed_or_lost(cp, namespace, pw)
+    assert versions(cp, namespace, pw) == {"9.1.2"}
+    assert_whole(cp, namespace, pw, written)
