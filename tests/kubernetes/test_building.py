@@ -172,6 +172,15 @@ def test_grace_period_covers_the_prestop_hand_over_and_a_clean_shutdown() -> Non
     assert building.PRESTOP_MAX_S > 4 * building.CLI_TIMEOUT_S + building.HANDOVER_WAIT_S
 
 
+def test_grace_period_follows_a_longer_shutdown_timeout_the_user_sets() -> None:
+    """The server waits `shutdown-timeout` for its replicas on SIGTERM; Kubernetes must not
+    SIGKILL it before that wait and its writes are over."""
+    spec = pod_spec(parse(cluster_object(config={"shutdown-timeout": 45})))
+    grace = spec["terminationGracePeriodSeconds"]
+    assert grace == building.PRESTOP_MAX_S + 45 + building.SHUTDOWN_WRITE_S
+    assert grace > building.GRACE_SECONDS
+
+
 @pytest.mark.parametrize("script", ["prestop.sh", "ready.sh"])
 def test_every_redis_cli_call_in_the_hooks_and_probes_has_a_timeout(script: str) -> None:
     text = build_config_map(parse(cluster_object()))["data"][script]

@@ -13,6 +13,8 @@ Checked with tools redkube did not write: each Pod's INFO server and CONFIG GET,
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +261,13 @@ def test_a_paused_roll_waits_and_a_downgrade_is_refused_before_any_restart(
     )
     assert status(cp, namespace)["phase"] == "Updating"
     assert uids(cp, namespace) == before
+    shown = subprocess.run(
+        [sys.executable, "-m", "redkube", "status", "shop", "-n", namespace,
+         f"--kubeconfig={cp.kubeconfig}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "0/6 nodes updated (the others on" in shown.stdout, shown.stdout
     apply(cp, namespace, manifest("valkey/valkey:9.1", {"databases": 4}, paused=False))
     eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
     assert config_everywhere(cp, namespace, pw, "databases") == {"4"}

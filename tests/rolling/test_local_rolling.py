@@ -10,11 +10,14 @@ acknowledged writes (SET then WAIT 1) and failed commands.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.acked_writers import AckedLog, AckedWriter
 from tests.checks import redis_cli_check
-from tests.clusters import LocalCluster, Redkube
+from tests.clusters import LocalCluster, Redkube, wait_for
 from tests.conftest import server_path
 from tests.datasets import Traffic, TrafficLog
 
@@ -214,3 +217,33 @@ def test_a_setting_the_server_refuses_at_run_time_is_reported_and_nothing_restar
     assert status["phase"] == "Updating", status
     assert "repl-backlog-size" in (status["error"] or ""), status
     assert pids(cluster) == before
+
+
+@pytest.mark.timeout(300)
+def test_a_change_made_half_way_through_a_roll_wins(
+    redkube: Redkube, cluster_3x1: LocalCluster
+) -> None:
+    """A second restart setting while the first roll runs: every node ends on the second, the
+    nodes the first roll had reached restarted once more, none left stopped."""
+    cluster = cluster_3x1
+    first = subprocess.Popen(
+        [sys.executable, "-m", "redkube", "up", "--name", cluster.name,
+         "--config", "databases=4"],
+        env=redkube.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: any(e.startswith("restart ") for e in cluster.events()) or None,
+            60,
+            "the first roll's first restart",
+            every=0.005,
+        )
+        redkube.ok("up", "--name", cluster.name, "--config", "databases=8")
+    finally:
+        # It exits at once either way: done (it finished first) or told another `up` took
+        # over (a wait for a revision that will never come would end only at its timeout).
+        first.wait(timeout=30)
+    assert config_everywhere(cluster, "databases") == {"8"}
+    status = cluster.wait_ready()
+    assert status["rollout"]["updated"] == 6, status
+    assert all(pid is not None for pid in pids(cluster).values())

@@ -120,6 +120,10 @@ def print_snapshot(out: Console, snapshot: Snapshot) -> None:
         out.print(f"  [yellow]spec generation {generation}, status describes {observed}[/]")
     if current.get("message"):
         out.print(f"  {current['message']}")
+    if current.get("updatedNodes"):
+        update, now = current.get("updateRevision"), current.get("currentRevision")
+        others = f" (the others on {now})" if now != update else ""
+        out.print(f"  revision {update}: {current['updatedNodes']} nodes updated{others}")
     for condition in current.get("conditions") or []:
         mark = "[green]True [/]" if condition["status"] == "True" else "[dim]False[/]"
         out.print(f"  {condition['type']:<12} {mark} {condition['reason']}")

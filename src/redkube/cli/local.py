@@ -200,6 +200,11 @@ def wait_until_ready(
                 status = None  # the supervisor has not read the new record yet
             if status is not None and status.phase is Phase.READY:
                 return status
+            if superseded(layout, record):
+                raise UserError(
+                    f"cluster {layout.name!r} was changed again by another `redkube up` while "
+                    "this one waited; that one waits for it now"
+                )
             if not pid_alive(supervisor):
                 tail = rendering.tail(layout.supervisor_log_path, 3)
                 raise UserError(f"the supervisor stopped before the cluster was ready: {tail}")
@@ -230,6 +235,15 @@ def wait_until_ready(
         f"background, see `redkube status --name {layout.name}`",
         ExitStatus.TIMEOUT,
     )
+
+
+def superseded(layout: ClusterLayout, record: ClusterRecord) -> bool:
+    """Whether another `redkube up` saved other settings, another server or another shape."""
+    try:
+        saved = layout.load()
+    except StateError:
+        return False
+    return (saved.spec, saved.server) != (record.spec, record.server)
 
 
 def worked_to(status: LoopStatus, spec: ClusterSpec, expected_revision: str) -> bool:

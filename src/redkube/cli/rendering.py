@@ -78,6 +78,8 @@ def print_status(
         out.print(f"  step: {loop_status.step}")
     if loop_status is not None and loop_status.migration is not None:
         out.print(f"  resharding: {loop_status.migration.describe()}")
+    if loop_status is not None and loop_status.rollout and not loop_status.rollout.done:
+        out.print(f"  updating: {loop_status.rollout.describe()}")
 
     table = Table(box=None, pad_edge=False)
     for column in ("node", "shard", "role", "address", "host", "slots", "link", "keys", "memory"):

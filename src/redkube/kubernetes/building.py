@@ -44,9 +44,13 @@ PRESTOP_MAX_S = 4 * CLI_TIMEOUT_S + HANDOVER_WAIT_S + 2
 """preStop at worst: ROLE, INFO and CLUSTER FAILOVER each cut off after CLI_TIMEOUT_S, then ROLE
 polls until HANDOVER_WAIT_S has passed (the last poll may start just before the deadline: one
 more CLI_TIMEOUT_S), plus 2 s for the one-second clock (`date +%s`) and the last 0.2 s sleep."""
-SHUTDOWN_S = 30
-"""After preStop, SIGTERM: Redis waits up to `shutdown-timeout` (10 s) for its replicas to catch
-up, then writes its RDB snapshot and flushes the AOF; 30 s leaves 20 s for the writes."""
+SHUTDOWN_TIMEOUT_S = 10
+"""The servers' `shutdown-timeout` default (Redis 7 and Valkey): on SIGTERM
+(`shutdown-on-sigterm default`) a master waits this long for its replicas to catch up."""
+SHUTDOWN_WRITE_S = 20
+"""After that wait, time to write the RDB snapshot and flush the AOF."""
+SHUTDOWN_S = SHUTDOWN_TIMEOUT_S + SHUTDOWN_WRITE_S
+"""After preStop, SIGTERM: the server's own wait for its replicas, then its writes."""
 GRACE_SECONDS = PRESTOP_MAX_S + SHUTDOWN_S
 """terminationGracePeriodSeconds: covers the whole preStop hand-over and a clean shutdown
 (Kubernetes counts the preStop hook inside the grace period)."""
@@ -331,6 +335,15 @@ def _container(cluster: RedisCluster) -> JSON:
     return container
 
 
+def grace_seconds(cluster: RedisCluster) -> int:
+    """terminationGracePeriodSeconds: the preStop hand-over, then the server's own shutdown
+    (its `shutdown-timeout`, the user's if spec.config sets one, plus its writes), so that
+    Kubernetes never SIGKILLs a server that is still shutting down as it was told to."""
+    user = {key.lower(): value for key, value in cluster.config.items()}.get("shutdown-timeout")
+    timeout = int(user) if user is not None and user.isdigit() else SHUTDOWN_TIMEOUT_S
+    return PRESTOP_MAX_S + max(timeout, SHUTDOWN_TIMEOUT_S) + SHUTDOWN_WRITE_S
+
+
 def _pod_spec(cluster: RedisCluster, shard: int) -> JSON:
     volumes: list[JSON] = [
         {"name": "config", "configMap": {"name": config_map_name(cluster)}},
@@ -339,7 +352,7 @@ def _pod_spec(cluster: RedisCluster, shard: int) -> JSON:
     if cluster.storage is None:
         volumes.append({"name": "data", "emptyDir": {}})
     spec: JSON = {
-        "terminationGracePeriodSeconds": GRACE_SECONDS,
+        "terminationGracePeriodSeconds": grace_seconds(cluster),
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": {

@@ -40,7 +40,9 @@ from redkube.platform.local.provisioning import readdress, without_members
 QUICK_CRASH_S = 10.0
 MAX_BACKOFF_S = 30.0
 LISTEN_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 30.0
+# SIGTERM, then SIGKILL after this: the server's own shutdown (a master waits up to its
+# shutdown-timeout, 10 s by default, for its replicas, then writes its files) fits inside.
 
 
 @dataclass
