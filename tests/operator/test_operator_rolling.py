@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from redkube.testbed import ControlPlane
-from tests.acked_writers import AckedWriter
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
-from tests.datasets import Traffic
+from tests.loads import Load
 from tests.operator.conftest import Operator
 from tests.operator.test_kubectl_workflow import cluster_client, password, running_pods
 from tests.operator.test_operator_full_restart import Connector
@@ -102,37 +101,6 @@ def config_everywhere(cp: ControlPlane, namespace: str, pw: str, key: str) -> se
     }
 
 
-class Load:
-    """A RedisCluster reading and writing, and an acknowledged-writes writer, for a `with`."""
-
-    def __init__(self, cp: ControlPlane, namespace: str, pw: str) -> None:
-        self.traffic = Traffic(cluster_client(cp, namespace, pw), "traffic", max_seconds=400)
-        self.acked = AckedWriter(Connector(cp, namespace, pw), "acked", max_seconds=400)
-
-    def __enter__(self) -> Load:
-        self.traffic.start()
-        self.acked.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.traffic_log = self.traffic.stop()
-        self.acked_log = self.acked.stop()
-
-    def assert_nothing_failed_or_lost(self, cp: ControlPlane, namespace: str, pw: str) -> None:
-        assert not self.traffic_log.failed, self.traffic_log.failed[:5]
-        assert self.traffic_log.writes > 50
-        assert self.acked_log.failed_commands == 0, self.acked_log
-        assert len(self.acked_log.acknowledged) > 20, self.acked_log
-        with cluster_client(cp, namespace, pw) as client:
-            keys = list(self.acked_log.acknowledged)
-            values = client.mget_nonatomic(keys)
-            lost = [
-                k for k, v in zip(keys, values, strict=True) if v != self.acked_log.acknowledged[k]
-            ]
-            assert not lost, f"{len(lost)} acknowledged writes lost"
-        print(f"load: {self.traffic_log.writes} writes, {self.acked_log}")
-
-
 def assert_whole(cp: ControlPlane, namespace: str, pw: str, written: dict[str, str]) -> None:
     ip = next(iter(running_pods(cp, namespace).values()))["status"]["podIP"]
     output = redis_cli_check_at(ip, pw)
@@ -156,11 +124,12 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
 
     # A version change: every Pod restarts, replicas first, masters after a failover.
     before = uids(cp, namespace)
-    with Load(cp, namespace, pw) as load:
+    with Load(cluster_client(cp, namespace, pw), Connector(cp, namespace, pw), 400) as load:
         apply(cp, namespace, manifest("valkey/valkey:9.1"))
         eventually(lambda: status(cp, namespace).get("phase") == "Updating", "Updating", 30)
         eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
-    load.assert_nothing_failed_or_lost(cp, namespace, pw)
+    with cluster_client(cp, namespace, pw) as client:
+        load.assert_nothing_failed_or_lost(client)
     assert versions(cp, namespace, pw) == {"9.1.2"}
     assert not set(before.values()) & set(uids(cp, namespace).values())
     assert_whole(cp, namespace, pw, written)
@@ -183,11 +152,12 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
     # A setting a running server cannot take, and container resources: a roll.
     resources = {"requests": {"memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     config = {"maxmemory-policy": "allkeys-lru", "databases": 4}
-    with Load(cp, namespace, pw) as load:
+    with Load(cluster_client(cp, namespace, pw), Connector(cp, namespace, pw), 400) as load:
         apply(cp, namespace, manifest("valkey/valkey:9.1", config, resources))
         eventually(lambda: status(cp, namespace).get("updatedNodes") != "6/6", "a roll", 30)
         eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
-    load.assert_nothing_failed_or_lost(cp, namespace, pw)
+    with cluster_client(cp, namespace, pw) as client:
+        load.assert_nothing_failed_or_lost(client)
     assert config_everywhere(cp, namespace, pw, "databases") == {"4"}
     for pod in running_pods(cp, namespace).values():
         assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"
@@ -208,10 +178,11 @@ def test_redis_7_to_valkey_9_replaces_the_statefulsets_and_rolls_under_load(
     claims = {c["metadata"]["uid"] for c in get(cp, namespace, "persistentvolumeclaims")["items"]}
     assert len(claims) == 6
 
-    with Load(cp, namespace, pw) as load:
+    with Load(cluster_client(cp, namespace, pw), Connector(cp, namespace, pw), 400) as load:
         apply(cp, namespace, manifest("valkey/valkey:9.1"))
         eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
-    load.assert_nothing_failed_or_lost(cp, namespace, pw)
+    with cluster_client(cp, namespace, pw) as client:
+        load.assert_nothing_failed_or_lost(client)
     assert versions(cp, namespace, pw) == {"9.1.2"}
     assert_whole(cp, namespace, pw, written)
     # The volumes stayed (the data moved with the Pods, not by a resync from scratch).
@@ -305,7 +276,7 @@ def test_an_operator_killed_half_way_through_a_roll_resumes_where_it_was(
     pw = password(cp, namespace)
     with cluster_client(cp, namespace, pw) as client:
         written = write_keys(client, 5_000)
-    with Load(cp, namespace, pw) as load:
+    with Load(cluster_client(cp, namespace, pw), Connector(cp, namespace, pw), 400) as load:
         apply(cp, namespace, manifest("valkey/valkey:9.1"))
         eventually(lambda: updated_revision(cp, namespace) is not None, "a new revision", 60)
         target = updated_revision(cp, namespace)
@@ -316,6 +287,7 @@ def test_an_operator_killed_half_way_through_a_roll_resumes_where_it_was(
         operator_process.start()
         eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
     assert halfway < 6, "the roll ended before the kill: nothing was resumed"
-    load.assert_nothing_failed_or_lost(cp, namespace, pw)
+    with cluster_client(cp, namespace, pw) as client:
+        load.assert_nothing_failed_or_lost(client)
     assert versions(cp, namespace, pw) == {"9.1.2"}
     assert_whole(cp, namespace, pw, written)

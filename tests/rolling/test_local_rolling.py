@@ -15,11 +15,10 @@ import sys
 
 import pytest
 
-from tests.acked_writers import AckedLog, AckedWriter
 from tests.checks import redis_cli_check
 from tests.clusters import LocalCluster, Redkube, wait_for
 from tests.conftest import server_path
-from tests.datasets import Traffic, TrafficLog
+from tests.loads import Load
 
 KEYS = 20_000
 
@@ -53,43 +52,15 @@ def fill(cluster: LocalCluster) -> dict[str, str]:
     return written
 
 
-def assert_everything_back(
-    cluster: LocalCluster, written: dict[str, str], traffic: TrafficLog, acked: AckedLog
-) -> None:
+def assert_everything_back(cluster: LocalCluster, written: dict[str, str], load: Load) -> None:
     """No client command failed, no acknowledged write or earlier key lost, and the cluster is
     whole: 3 masters with a linked replica each, by redis-cli."""
-    assert not traffic.failed, traffic.failed[:5]
-    assert traffic.writes > 50, traffic
-    assert acked.failed_commands == 0, acked
-    assert len(acked.acknowledged) > 20, acked
     output = redis_cli_check(cluster)
     assert output.count("slots |") == 3 and "1 slaves" in output, output
     with cluster.cluster_client() as client:
+        load.assert_nothing_failed_or_lost(client)
         keys = list(written)
         assert client.mget_nonatomic(keys) == [written[k] for k in keys]
-        acked_keys = list(acked.acknowledged)
-        values = client.mget_nonatomic(acked_keys)
-        lost = [k for k, v in zip(acked_keys, values, strict=True) if v != acked.acknowledged[k]]
-        assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {lost[:3]}"
-        sample = list(traffic.written)[-1000:]
-        assert client.mget_nonatomic(sample) == [traffic.written[k] for k in sample]
-
-
-class Load:
-    """Both writers for the length of a `with` block."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        self.traffic = Traffic(cluster.cluster_client(), "traffic")
-        self.acked = AckedWriter(cluster.cluster_client, "acked")
-
-    def __enter__(self) -> Load:
-        self.traffic.start()
-        self.acked.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.traffic_log = self.traffic.stop()
-        self.acked_log = self.acked.stop()
 
 
 def test_live_settings_reach_every_node_without_a_restart(
@@ -97,7 +68,7 @@ def test_live_settings_reach_every_node_without_a_restart(
 ) -> None:
     cluster = cluster_3x1
     before = pids(cluster)
-    with Load(cluster) as load:
+    with Load(cluster.cluster_client(), cluster.cluster_client) as load:
         redkube.ok(
             "up", "--name", cluster.name,
             "--config", "maxmemory-policy=allkeys-lru", "--config", "hz=20",
@@ -122,7 +93,7 @@ def test_a_restart_setting_rolls_replicas_first_and_masters_after_a_failover(
     written = fill(cluster)
     masters_before = set(cluster.masters())
     before = pids(cluster)
-    with Load(cluster) as load:
+    with Load(cluster.cluster_client(), cluster.cluster_client) as load:
         # `databases` cannot change at run time (CONFIG SET refuses it): every node restarts.
         redkube.ok("up", "--name", cluster.name, "--config", "databases=4")
     assert config_everywhere(cluster, "databases") == {"4"}
@@ -135,7 +106,7 @@ def test_a_restart_setting_rolls_replicas_first_and_masters_after_a_failover(
     # Replicas first: the three replicas restart before the first failover.
     assert all(e.startswith("restart ") for e in restarts[:3]), restarts
     assert all(e.startswith("failover (default)") for e in restarts[3::2]), restarts
-    assert_everything_back(cluster, written, load.traffic_log, load.acked_log)
+    assert_everything_back(cluster, written, load)
 
 
 @pytest.mark.timeout(300)
@@ -146,12 +117,12 @@ def test_redis_7_to_valkey_9_under_load(redkube: Redkube) -> None:
     cluster = redkube.up_cluster("mig", shards=3, replicas=1, server=redis)
     written = fill(cluster)
     assert versions(cluster) == {"7.0.15"}
-    with Load(cluster) as load:
+    with Load(cluster.cluster_client(), cluster.cluster_client) as load:
         done = redkube.ok("up", "--name", cluster.name, "--server", valkey)
     assert versions(cluster) == {"9.1.2"}
     assert cluster.record["server"] == valkey
     assert "is ready" in done.stdout
-    assert_everything_back(cluster, written, load.traffic_log, load.acked_log)
+    assert_everything_back(cluster, written, load)
 
 
 @pytest.mark.timeout(300)
@@ -161,10 +132,10 @@ def test_valkey_9_0_to_9_1_under_load(redkube: Redkube, valkey_9_0: str) -> None
     cluster = redkube.up_cluster("minor", shards=3, replicas=1, server=valkey_9_0)
     written = fill(cluster)
     assert versions(cluster) == {"9.0.0"}
-    with Load(cluster) as load:
+    with Load(cluster.cluster_client(), cluster.cluster_client) as load:
         redkube.ok("up", "--name", cluster.name, "--server", valkey)
     assert versions(cluster) == {"9.1.2"}
-    assert_everything_back(cluster, written, load.traffic_log, load.acked_log)
+    assert_everything_back(cluster, written, load)
 
 
 def test_a_change_the_data_cannot_survive_is_refused_before_any_restart(
