@@ -218,3 +218,20 @@ def test_a_change_made_half_way_through_a_roll_wins(
     status = cluster.wait_ready()
     assert status["rollout"]["updated"] == 6, status
     assert all(pid is not None for pid in pids(cluster).values())
+
+
+def test_a_shard_without_replicas_restarts_in_place_with_a_warning_and_the_outage_measured(
+    redkube: Redkube, server: str
+) -> None:
+    cluster = redkube.up_cluster("alone", shards=3, replicas=0, server=server)
+    written = fill(cluster)
+    redkube.ok("up", "--name", cluster.name, "--config", "databases=4")
+    assert config_everywhere(cluster, "databases") == {"4"}
+    said = cluster.events()
+    warnings = [e for e in said if e.startswith("warning: restart ")]
+    assert len(warnings) == 3 and all("has no replica" in e for e in warnings), said
+    outages = [e for e in said if "unavailable (restarted in place)" in e]
+    assert len(outages) == 3, said
+    with cluster.cluster_client() as client:  # the data came back from the AOF
+        keys = list(written)
+        assert client.mget_nonatomic(keys) == [written[k] for k in keys]
