@@ -291,3 +291,39 @@ def test_an_operator_killed_half_way_through_a_roll_resumes_where_it_was(
         load.assert_nothing_failed_or_lost(client)
     assert versions(cp, namespace, pw) == {"9.1.2"}
     assert_whole(cp, namespace, pw, written)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.namespace_prefix("op")
+def test_a_statefulset_field_that_cannot_change_is_replaced_keeping_pods_and_volumes(
+    control_plane: ControlPlane, operator: Path, namespace: str
+) -> None:
+    """spec.storage.size is in the StatefulSets' volumeClaimTemplates, which Kubernetes will not
+    update: the operator replaces each StatefulSet with its Pods and volumes orphaned, and the
+    new one adopts them; no Pod restarts (the Pods' template did not change)."""
+    cp = control_plane
+    apply(cp, namespace, manifest("valkey/valkey:9.1"))
+    eventually(lambda: rolled(cp, namespace), "Ready on one revision", 180)
+    pods_before = uids(cp, namespace)
+    sets_before = {s["metadata"]["uid"] for s in get(cp, namespace, "statefulsets")["items"]}
+    claims = {c["metadata"]["uid"] for c in get(cp, namespace, "persistentvolumeclaims")["items"]}
+
+    apply(cp, namespace, manifest("valkey/valkey:9.1").replace("size: 1Gi", "size: 2Gi"))
+
+    def replaced() -> bool:
+        listed = get(cp, namespace, "statefulsets")["items"]
+        return len(listed) == 3 and not {s["metadata"]["uid"] for s in listed} & sets_before
+
+    eventually(replaced, "3 new StatefulSets", 120)
+    eventually(lambda: rolled(cp, namespace), "Ready", 120)
+    for statefulset in get(cp, namespace, "statefulsets")["items"]:
+        claim = statefulset["spec"]["volumeClaimTemplates"][0]["spec"]
+        assert claim["resources"]["requests"]["storage"] == "2Gi"
+    assert uids(cp, namespace) == pods_before
+    for pod in running_pods(cp, namespace).values():
+        owners = pod["metadata"].get("ownerReferences") or []
+        assert [o["kind"] for o in owners] == ["StatefulSet"], owners  # adopted
+    after = {c["metadata"]["uid"] for c in get(cp, namespace, "persistentvolumeclaims")["items"]}
+    assert after == claims
+    said = " ".join(rediscluster_messages(cp, namespace))
+    assert "replacing StatefulSet shop-0" in said, said

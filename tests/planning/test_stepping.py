@@ -121,6 +121,22 @@ def test_bootstrap_targets_ordinal_zero_whatever_the_observation_order() -> None
     }
 
 
+def test_bootstrap_spreads_masters_over_hosts_when_ordinal_zeros_share_one() -> None:
+    """The scheduler put ordinal 0 of shards 0 and 2 on one host: the bootstrap gives shard 2's
+    slots to its other member instead, so no failover is needed later to spread masters."""
+    cluster = Cluster.fresh(3, 1)
+    hosts = ["host-0", "host-1", "host-1", "host-2", "host-0", "host-2"]
+    for seat, host in zip(cluster.seats, hosts, strict=True):
+        seat.domain = replace(seat.domain, host=host)
+    trace = run(cluster, 60)
+    assert not [s for s in trace if isinstance(s, Failover)], [
+        s.describe() for s in trace if s is not None
+    ]
+    masters = [seat for seat in cluster.seats if cluster.nodes[seat.node_id].slots]
+    assert sorted(seat.domain.host for seat in masters) == ["host-0", "host-1", "host-2"]
+    assert cluster.nodes[cluster.seat(2, 1).node_id].slots  # not its ordinal 0
+
+
 def test_healthy_cluster_needs_nothing() -> None:
     assert step_of(Cluster.healthy(3, 1)) is None
 

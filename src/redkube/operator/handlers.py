@@ -333,6 +333,11 @@ def _cluster_log(cluster: RedisCluster) -> Callable[[str], None]:
     return lambda message: log.info("%s/%s: %s", cluster.namespace, cluster.name, message)
 
 
+def _say_and_post(say: Callable[[str], None], body: JSON, message: str) -> None:
+    say(message)
+    _post_event(body, message)
+
+
 def _post_event(body: JSON, message: str) -> None:
     """An action worth telling the user, as a Kubernetes Event on the object."""
     failed = message.startswith("failed")
@@ -421,7 +426,9 @@ async def run_cluster(
                     await hand_over_before_scale_in(
                         api(), cluster, password, functools.partial(_post_event, body), say
                     )
-                    await _apply_owned(cluster, password, say)
+                    await _apply_owned(
+                        cluster, password, functools.partial(_say_and_post, say, body)
+                    )
                     if run is None or run.cluster.cluster != cluster.cluster:
                         if run is not None:
                             await run.close()

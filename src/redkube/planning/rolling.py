@@ -25,6 +25,7 @@ from redkube.model.members import MemberState
 from redkube.model.nodes import Role
 from redkube.model.observations import MemberObservation, Observation
 from redkube.model.specs import ClusterSpec
+from redkube.planning.gossip import disagreement
 
 
 def live_settings(spec: ClusterSpec) -> dict[str, str]:
@@ -132,6 +133,9 @@ def _hand_over_or_restart(
         and o.view.master_link_up
     ]
     if followers:
+        gossip = disagreement(observation)
+        if gossip is not None:
+            return Wait(gossip)
         # Masters per host after the hand-over (this one gone): the successor goes where the
         # fewest are, so that the roll does not crowd masters (and spreading them after it has
         # nothing to undo).

@@ -26,7 +26,7 @@ from redkube.model.actions import (
 from redkube.model.addresses import Address
 from redkube.model.members import MemberState
 from redkube.model.nodes import NodeView, Role
-from redkube.model.observations import Observation
+from redkube.model.observations import MemberObservation, Observation
 from redkube.model.slots import ALL_SLOTS, SlotRange, ranges_of
 from redkube.model.specs import ClusterSpec
 from redkube.planning.allocating import allocate_slots
@@ -41,6 +41,7 @@ from redkube.planning.assessing import (
     shard_views,
     stale_ids,
 )
+from redkube.planning.gossip import disagreement
 from redkube.planning.reshaping import (
     move_slots,
     repair_open_slots,
@@ -164,12 +165,13 @@ def wait_for_members(spec: ClusterSpec, observation: Observation) -> Step:
 
 
 def bootstrap(spec: ClusterSpec, observation: Observation) -> Step:
-    """On a brand-new cluster: distinct config epochs, then each shard's slots to ordinal 0."""
+    """On a brand-new cluster: distinct config epochs, then each shard's slots to one member
+    chosen so that the masters spread over hosts (no failover needed to spread them later)."""
     views = list(observation.views())
     if not all(v.alone and not v.myself.slots and v.keys == 0 for v in views):
         return None
     allocation = allocate_slots(spec.shards)
-    firsts = [o for o in observation.members if o.member.ordinal == 0 and o.view is not None]
+    firsts = _first_masters(spec, observation)
     epochs = tuple(
         (o.view.address, o.member.shard + 1)
         for o in firsts
@@ -180,6 +182,28 @@ def bootstrap(spec: ClusterSpec, observation: Observation) -> Step:
     return AddSlots(
         tuple((o.view.address, (allocation[o.member.shard],)) for o in firsts if o.view is not None)
     )
+
+
+def _first_masters(spec: ClusterSpec, observation: Observation) -> list[MemberObservation]:
+    """One member per shard to take its slots at bootstrap: a member that already has a config
+    epoch (a bootstrap half done), else the one on the host with the fewest chosen so far
+    (then the lowest ordinal)."""
+    chosen: list[MemberObservation] = []
+    per_host: Counter[str] = Counter()
+    for shard in range(spec.shards):
+        candidates = [
+            o for o in observation.members if o.member.shard == shard and o.view is not None
+        ]
+        if not candidates:
+            continue
+        started = [o for o in candidates if o.view is not None and o.view.myself.config_epoch]
+        pick = min(
+            started or candidates,
+            key=lambda o: (per_host[o.member.domain.host], o.member.ordinal),
+        )
+        per_host[pick.member.domain.host] += 1
+        chosen.append(pick)
+    return chosen
 
 
 def reset_foreign_nodes(spec: ClusterSpec, observation: Observation) -> Step:
@@ -409,6 +433,9 @@ def spread_masters(spec: ClusterSpec, observation: Observation) -> Step:
                 moves.append((-gain, shard, -view.replication_offset, view, master))
     if not moves:
         return None
+    gossip = disagreement(observation)
+    if gossip is not None:
+        return Wait(gossip)
     _, shard, _, replica, master = min(moves, key=lambda move: move[:3])
     host = members[master.node_id].domain.host
     return Failover(
