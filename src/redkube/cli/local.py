@@ -177,9 +177,13 @@ def is_ours_listening(layout: ClusterLayout, member: MemberRecord) -> bool:
     return pid is not None and is_our_server(layout, member, pid)
 
 
-def read_status(layout: ClusterLayout) -> LoopStatus | None:
+def read_status(layout: ClusterLayout, written_by: int | None = None) -> LoopStatus | None:
+    """The supervisor's last status; with ``written_by``, only one that supervisor wrote (a
+    supervisor that was killed leaves its last status behind, Ready perhaps)."""
     try:
         data: dict[str, Any] = json.loads(layout.status_path.read_text())
+        if written_by is not None and data.get("pid") != written_by:
+            return None
         return LoopStatus.from_json(data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -195,7 +199,7 @@ def wait_until_ready(
     expected = revision(record.spec, record.server)
     with out.status("starting nodes", spinner="dots") as spinner:
         while time.monotonic() < deadline:
-            status = read_status(layout)
+            status = read_status(layout, written_by=supervisor)
             if status is not None and not worked_to(status, record.spec, expected):
                 status = None  # the supervisor has not read the new record yet
             if status is not None and status.phase is Phase.READY:
@@ -264,7 +268,7 @@ def status(args: argparse.Namespace) -> ExitStatus:
     layout = ClusterLayout(state_root(), args.name)
     record = layout.load()
     supervisor = supervisor_pid(layout)
-    loop_status = read_status(layout) if supervisor is not None else None
+    loop_status = read_status(layout, written_by=supervisor) if supervisor is not None else None
     observation = asyncio.run(observe_record(layout, record))
     rendering.print_status(out, layout, record, observation, supervisor, loop_status)
     return ExitStatus.SUCCESS
