@@ -1015,3 +1015,18 @@ def test_a_replica_whose_link_points_at_its_master_s_old_address_is_pointed_agai
     assert step == Replicate(((replica, cluster.node(0, 0).node_id),))
     # Pointing at the right address, a link that is down is only waited for.
     assert isinstance(step_of(cluster), Wait)
+
+
+def test_a_replica_still_writing_its_synced_data_to_disk_is_waited_for() -> None:
+    """After a full sync a replica's AOF holds its data only once its rewrite ends: nothing by
+    choice (a failover, a restart, a move) happens before."""
+    cluster = Cluster.healthy(3, 1)
+    observation = cluster.observe()
+    members = tuple(
+        replace(o, view=replace(o.view, rewriting_aof=True))
+        if o.view is not None and o.member.name == "demo-1-1"
+        else o
+        for o in observation.members
+    )
+    step = next_step(cluster.spec(), replace(observation, members=members))
+    assert isinstance(step, Wait) and "demo-1-1 is writing its synced data to disk" in step.reason

@@ -99,4 +99,6 @@ async def observe_node(address: Address, pool: ClientPool) -> NodeView:
         maxmemory=int(info.get("maxmemory", "0") or 0),
         version=server_version(info),
         replicating_from=replicating_from(info),
+        rewriting_aof=info.get("aof_enabled") == "1"
+        and "1" in (info.get("aof_rewrite_in_progress"), info.get("aof_rewrite_scheduled")),
     )

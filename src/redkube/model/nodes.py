@@ -77,6 +77,10 @@ class NodeView:
     migrations: tuple[str, ...] = ()
     # CONFIG GET of the live settings the spec sets (key -> value as the server reports it).
     config: Mapping[str, str] = field(default_factory=dict)
+    # An AOF rewrite is running or scheduled (INFO persistence). After a full sync a replica's
+    # AOF holds only its data from before the sync until that rewrite ends: killed meanwhile,
+    # it comes back without what it acknowledged since.
+    rewriting_aof: bool = False
 
     @property
     def atomic_migration(self) -> bool:

@@ -396,6 +396,10 @@ def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
     for view in observation.views():
         if view.myself.role is Role.REPLICA and not view.master_link_up:
             return Wait(f"{names[view.address]} is syncing from its master")
+        if view.myself.role is Role.REPLICA and view.rewriting_aof:
+            # Its data is not on disk yet (see NodeView.rewriting_aof): nothing by choice (a
+            # failover, a restart, a move) until it is.
+            return Wait(f"{names[view.address]} is writing its synced data to disk (AOF)")
     for problem in open_slots(observation) + failing_flags(observation):
         return Wait(problem)
     for view in observation.views():
