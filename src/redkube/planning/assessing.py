@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redkube.model.live_settings import canonical
+from redkube.model.actions import SetConfig
 from redkube.model.members import MemberState
 from redkube.model.nodes import NodeEntry, NodeView, Role
 from redkube.model.observations import Observation
 from redkube.model.slots import ALL_SLOTS, describe_ranges, ranges_of
 from redkube.model.specs import ClusterSpec
 from redkube.planning.resharding import Move, plan_moves
-from redkube.planning.rolling import apply_live_settings, live_settings
+from redkube.planning.rolling import apply_live_settings
 
 
 def claimed_slots(observation: Observation) -> frozenset[int]:
@@ -223,9 +223,10 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     outdated = sum(1 for o in observation.members if o.member.outdated)
     if outdated:
         problems.append(f"{outdated} nodes run an old revision")
+    settings = apply_live_settings(spec, observation)
     unsettled = 0
-    if apply_live_settings(spec, observation) is not None:
-        unsettled = sum(1 for view in observation.views() if _unsettled(spec, view))
+    if isinstance(settings, SetConfig):
+        unsettled = len({address for address, _, _ in settings.assignments})
         problems.append(f"{unsettled} nodes have live settings that differ from the spec")
     healthy = sum(
         1
@@ -238,11 +239,4 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
     )
     return Health(
         tuple(problems), masters, linked, tuple(shards), healthy, moving, outdated, unsettled
-    )
-
-
-def _unsettled(spec: ClusterSpec, view: NodeView) -> bool:
-    return any(
-        key in view.config and canonical(key, view.config[key]) != canonical(key, value)
-        for key, value in live_settings(spec).items()
     )
