@@ -22,6 +22,7 @@ from redkube.model.actions import (
     SetConfigEpochs,
     StartMembers,
     Step,
+    TellOwner,
     Wait,
 )
 from redkube.model.addresses import Address
@@ -189,6 +190,22 @@ def test_an_open_slot_after_the_source_failed_over_is_finished_from_the_new_owne
     owner, target = cluster.node(0, 0), cluster.node(1, 0)
     target.importing = {42: "f" * 40}
     target.slot_keys = {42: 5}
+    step = step_of(cluster)
+    assert isinstance(step, MoveSlots)
+    assert [(m.source, m.target) for m in step.moves] == [(owner.address, target.address)]
+
+
+def test_an_importer_that_sees_the_slot_unserved_is_told_its_owner_before_the_move() -> None:
+    """The source master died mid-move and came back as a replica of its promoted replica: the
+    importing node dropped the slot from its view (a master turned replica loses its slots) and
+    ignores gossip about a slot it imports, so it would refuse the move's keys (CLUSTERDOWN)."""
+    cluster = Cluster.healthy(2, 0)
+    owner, target = cluster.node(0, 0), cluster.node(1, 0)
+    target.importing = {42: "f" * 40}
+    target.slot_keys = {42: 5}
+    target.beliefs[owner.node_id] = (owner.slots - {42}, None)
+    assert step_of(cluster) == TellOwner(target.address, owner.node_id, (42,))
+    del target.beliefs[owner.node_id]  # what SETSLOT 42 NODE <owner> does on the target
     step = step_of(cluster)
     assert isinstance(step, MoveSlots)
     assert [(m.source, m.target) for m in step.moves] == [(owner.address, target.address)]

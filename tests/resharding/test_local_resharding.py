@@ -35,15 +35,29 @@ def assert_shape(cluster: LocalCluster, shards: int, replicas: int) -> None:
     assert status["phase"] == "Ready" and status["migration"] is None, status
 
 
-def reshape_in_background(
-    redkube: Redkube, cluster: LocalCluster, shards: int
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "redkube", "up", "--name", cluster.name, "--shards", str(shards)],
-        env=redkube.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+class Background:
+    """`redkube up --shards N` running in the background, its output kept in a file so that a
+    failure shows what the command said."""
+
+    def __init__(self, redkube: Redkube, cluster: LocalCluster, shards: int) -> None:
+        self.log = cluster.dir.parent / f"up-{shards}-shards.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "redkube", "up", "--name", cluster.name,
+                 "--shards", str(shards), "--timeout", "300"],
+                env=redkube.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def assert_succeeded(self, timeout: float) -> None:
+        code = self.wait(timeout)
+        assert code == 0, f"exit {code}:\n{self.log.read_text()[-3000:]}"
+
+
+def reshape_in_background(redkube: Redkube, cluster: LocalCluster, shards: int) -> Background:
+    return Background(redkube, cluster, shards)
 
 
 def wait_for_a_move(cluster: LocalCluster) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Iterable
 
 from redkube.admin.connections import AdminError, ClientPool
-from redkube.admin.migrating import close_slots, move_slots
+from redkube.admin.migrating import close_slots, move_slots, tell_owner
 from redkube.admin.replies import parse_cluster_nodes
 from redkube.model.actions import (
     AddSlots,
@@ -21,6 +21,7 @@ from redkube.model.actions import (
     Reset,
     SetConfig,
     SetConfigEpochs,
+    TellOwner,
 )
 from redkube.model.addresses import Address
 
@@ -34,6 +35,7 @@ RedisAction = (
     | Reset
     | MoveSlots
     | CloseSlots
+    | TellOwner
     | SetConfig
 )
 
@@ -48,6 +50,8 @@ async def execute(action: RedisAction, pool: ClientPool) -> int:
             return await move_slots(action, action.masters, pool)
         case CloseSlots():
             await close_slots(action, pool)
+        case TellOwner():
+            await tell_owner(action, pool)
         case SetConfigEpochs(epochs):
             await _all(pool.client(a).cluster_set_config_epoch(e) for a, e in epochs)
         case AddSlots(assignments):

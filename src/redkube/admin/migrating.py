@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from redis.exceptions import ResponseError
 
 from redkube.admin.connections import AdminError, ClientPool, NodeClient
-from redkube.model.actions import CloseSlots, MoveSlots, SlotMove
+from redkube.model.actions import CloseSlots, MoveSlots, SlotMove, TellOwner
 from redkube.model.addresses import Address
 from redkube.model.slots import SlotRange
 
@@ -226,3 +226,11 @@ async def close_slots(action: CloseSlots, pool: ClientPool) -> None:
         empty = [s for s, c in zip(action.slots, counts, strict=True) if c == 0]
         replies = await client.pipeline(("CLUSTER", "SETSLOT", s, "STABLE") for s in empty)
         _raise_errors(address, "SETSLOT STABLE", replies)
+
+
+async def tell_owner(action: TellOwner, pool: ClientPool) -> None:
+    """SETSLOT NODE: the node takes the owner the cluster agrees on; its import stays open."""
+    replies = await pool.client(action.address).pipeline(
+        ("CLUSTER", "SETSLOT", s, "NODE", action.owner_id) for s in action.slots
+    )
+    _raise_errors(action.address, "SETSLOT NODE", replies)

@@ -150,6 +150,22 @@ class CloseSlots:
 
 
 @dataclass(frozen=True)
+class TellOwner:
+    """SETSLOT NODE on a node importing slots whose view of their owner is stale: a node
+    ignores gossip about a slot it imports, so after a failover mid-move (or a source turned
+    replica, which leaves its slots unassigned in that view) only this tells it; until then it
+    refuses the keys of the move (CLUSTERDOWN)."""
+
+    address: Address
+    owner_id: str
+    slots: tuple[int, ...]
+
+    def describe(self) -> str:
+        ranges = describe_ranges(ranges_of(self.slots))
+        return f"tell {self.address} that {self.owner_id[:8]} serves {ranges} (it imports them)"
+
+
+@dataclass(frozen=True)
 class RetireMembers:
     """Members of departing shards (drained) or departing ordinals (no master): stopped and
     removed by the platform; their node IDs are forgotten after."""
@@ -210,6 +226,7 @@ Action = (
     | Reset
     | MoveSlots
     | CloseSlots
+    | TellOwner
     | RetireMembers
     | RestartMembers
     | SetConfig

@@ -7,7 +7,16 @@ a failover mid-move or a change of mind half-way all resume from what the nodes 
 
 from __future__ import annotations
 
-from redkube.model.actions import CloseSlots, MoveSlots, RetireMembers, SlotMove, Step, Wait
+from redkube.model.actions import (
+    CloseSlots,
+    MoveSlots,
+    RetireMembers,
+    SlotMove,
+    Step,
+    TellOwner,
+    Wait,
+)
+from redkube.model.addresses import Address
 from redkube.model.nodes import NodeView
 from redkube.model.observations import Observation
 from redkube.model.slots import ranges_of
@@ -39,11 +48,14 @@ def repair_open_slots(spec: ClusterSpec, observation: Observation) -> Step:
         return None
     forward: dict[tuple[int, int], list[int]] = {}  # (owner index, holder index) -> slots
     close: dict[int, tuple[set[int], list[int]]] = {}  # owner index -> (others, slots)
+    stale: dict[tuple[Address, str], list[int]] = {}  # (importer, owner ID) -> slots
     for slot in sorted(open_on):
         owners = [i for i, m in enumerate(masters) if slot in m.myself.slots]
         if len(owners) != 1:
             return Wait(f"slot {slot} is open and {len(owners)} reachable masters serve it")
         owner = owners[0]
+        for importer in _stale_importers(open_on[slot], masters[owner], slot):
+            stale.setdefault((importer.address, masters[owner].node_id), []).append(slot)
         holders = [i for i, m in enumerate(masters) if i != owner and m.open_slot_keys.get(slot, 0)]
         if len(holders) > 1:
             where = ", ".join(str(masters[i].address) for i in holders)
@@ -57,6 +69,9 @@ def repair_open_slots(spec: ClusterSpec, observation: Observation) -> Step:
             others, slots = close.setdefault(owner, (set(), []))
             others.update(i for i, m in enumerate(masters) if m in open_on[slot] and i != owner)
             slots.append(slot)
+    if stale:
+        (address, owner_id), slots = min(stale.items())
+        return TellOwner(address, owner_id, tuple(slots))
     if forward:
         moves = tuple(
             SlotMove(
@@ -73,6 +88,17 @@ def repair_open_slots(spec: ClusterSpec, observation: Observation) -> Step:
     return CloseSlots(
         masters[owner].address, tuple(masters[i].address for i in sorted(others)), tuple(slots)
     )
+
+
+def _stale_importers(views: list[NodeView], owner: NodeView, slot: int) -> list[NodeView]:
+    """Nodes importing ``slot`` that know its owner but not as its owner. Such a node ignores
+    gossip about the slot while it imports it, so its view stays stale for good."""
+    stale: list[NodeView] = []
+    for view in views:
+        entry = view.entry(owner.node_id)
+        if slot in view.myself.importing and entry is not None and slot not in entry.slots:
+            stale.append(view)
+    return stale
 
 
 def wait_for_migrations(spec: ClusterSpec, observation: Observation) -> Step:
