@@ -19,11 +19,9 @@ from rich.text import Text
 from redkube.cli.exits import ExitStatus, UserError
 from redkube.kubernetes.building import CLUSTER_LABEL
 from redkube.kubernetes.clusters import cluster_path
-from redkube.platform.kubernetes.api import (
-    JSON,
+from redkube.platform.kubernetes.api import JSON, KubernetesApi, KubernetesError
+from redkube.platform.kubernetes.credentials import (
     CredentialsError,
-    KubernetesApi,
-    KubernetesError,
     default_kubeconfig,
     load_credentials,
 )

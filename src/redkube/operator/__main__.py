@@ -22,11 +22,8 @@ from typing import Any
 
 import kopf
 
-from redkube.platform.kubernetes.api import (
-    CredentialsError,
-    KubernetesApi,
-    load_credentials,
-)
+from redkube.platform.kubernetes.api import KubernetesApi
+from redkube.platform.kubernetes.credentials import CredentialsError, load_credentials
 from redkube.platform.kubernetes.leases import LeaderElector, LeaseNamespaceMissing
 
 PROG = "python -m redkube.operator"

@@ -37,9 +37,9 @@ from redkube.platform.kubernetes.api import (
     JSON,
     KubernetesApi,
     KubernetesError,
-    load_credentials,
     object_path,
 )
+from redkube.platform.kubernetes.credentials import load_credentials
 from redkube.platform.kubernetes.pods import KubernetesPlatform
 
 RESYNC_S = 5.0
@@ -353,6 +353,25 @@ def _failure_reason(error: Exception) -> str:
     if isinstance(error, SecretProblem):
         return error.reason  # the user must fix the Secret; retried every pass
     return "ApplyFailed"  # the API refused or failed; retried every pass
+
+
+@kopf.on.login()
+async def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's own calls (watches, Events, status) use the operator's credentials too, with every
+    kind of kubeconfig user (exec plugins included). kopf calls this again on a 401 and at the
+    token's expiry, so the token is renewed each time."""
+    credentials = api().credentials
+    token = await credentials.tokens.token(renew=True) if credentials.tokens else None
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_path,
+        token=token.value if token else None,
+        scheme="Bearer" if token else None,
+        certificate_path=credentials.certificate_path,
+        private_key_path=credentials.private_key_path,
+        default_namespace=credentials.namespace,
+        expiration=token.expires if token else None,
+    )
 
 
 @kopf.on.startup()
