@@ -151,10 +151,15 @@ def test_default_render_agrees_with_deploy_operator_yaml(helm: Helm) -> None:
     assert pod["serviceAccountName"] == account
     assert pod["securityContext"] == their_pod["securityContext"]
     mine, other = container(rendered["Deployment"]), container(deploy["Deployment"])
-    for field in ("name", "image", "env", "resources", "securityContext"):
+    for field in ("name", "image", "env", "resources", "securityContext", "ports"):
         assert mine[field] == other[field], field
-    assert mine["args"][:3] == other["args"] == ["python", "-m", "redkube.operator"]
-    assert mine["args"][3:] == [
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert mine[probe] == other[probe], probe
+        assert mine[probe]["httpGet"] == {"path": path, "port": "health"}
+    assert mine["ports"] == [{"name": "health", "containerPort": 8080}]
+    assert mine["args"][:4] == other["args"]
+    assert other["args"] == ["python", "-m", "redkube.operator", "--health-port=8080"]
+    assert mine["args"][4:] == [
         f"--leader-election-namespace={NAMESPACE}", "--lease-duration=15", "--renew-deadline=10",
         "--retry-period=2",
     ]  # fmt: skip
@@ -212,6 +217,7 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
         "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
         "podAnnotations": {"example.com/scrape": "false"},
         "podLabels": {"team": "storage"},
+        "healthPort": 9090,
     }
     deployment = by_kind(helm.template(values_file(tmp_path, values)))["Deployment"]
     pod = deployment["spec"]["template"]
@@ -221,11 +227,12 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
     assert ours["imagePullPolicy"] == "Always"
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == "v9"
     assert ours["args"] == [
-        "python", "-m", "redkube.operator", "--namespace=team-a", "--namespace=team-b-*",
-        f"--leader-election-namespace={NAMESPACE}", "--lease-duration=30", "--renew-deadline=20",
-        "--retry-period=2.5",
+        "python", "-m", "redkube.operator", "--health-port=9090", "--namespace=team-a",
+        "--namespace=team-b-*", f"--leader-election-namespace={NAMESPACE}", "--lease-duration=30",
+        "--renew-deadline=20", "--retry-period=2.5",
     ]  # fmt: skip
     # Values files merge into the defaults: the memory limit stays (`limits: null` drops it).
+    assert ours["ports"] == [{"name": "health", "containerPort": 9090}]
     assert ours["resources"] == {**values["resources"], "limits": {"memory": "256Mi"}}
     for field in ("nodeSelector", "tolerations", "affinity"):
         assert pod["spec"][field] == values[field], field
@@ -235,7 +242,7 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
 
     # A single instance without leader election: no Lease flags, no Lease Role.
     single = by_kind(helm.template("--set=leaderElection.enabled=false", "--set=replicaCount=1"))
-    assert container(single["Deployment"])["args"][3:] == ["--no-leader-election"]
+    assert container(single["Deployment"])["args"][4:] == ["--no-leader-election"]
     assert {"Role", "RoleBinding"}.isdisjoint(single)
     assert {"ClusterRole", "ClusterRoleBinding"} <= set(single)
 

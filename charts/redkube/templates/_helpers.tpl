@@ -55,6 +55,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - python
 - -m
 - redkube.operator
+- {{ printf "--health-port=%v" .Values.healthPort | quote }}
 {{- range .Values.watchNamespaces }}
 - {{ printf "--namespace=%s" . | quote }}
 {{- end }}

@@ -17,11 +17,13 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import kopf
 
+from redkube.operator.health import Health
 from redkube.platform.kubernetes.api import KubernetesApi
 from redkube.platform.kubernetes.credentials import CredentialsError, load_credentials
 from redkube.platform.kubernetes.leases import LeaderElector, LeaseNamespaceMissing
@@ -42,6 +44,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--namespace", action="append", default=[], help="watch only these")
     parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, ~/.kube/config, or in-cluster")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve /healthz and /readyz on this port (default 0: off)",
+    )
     election = parser.add_argument_group("leader election")
     election.add_argument(
         "--no-leader-election",
@@ -77,6 +86,8 @@ def validate(args: argparse.Namespace) -> None:
             f"--retry-period ({args.retry_period:g}s) must be shorter than "
             f"--renew-deadline ({args.renew_deadline:g}s)"
         )
+    if not 0 <= args.health_port <= 65535:
+        raise UsageError(f"--health-port must be 0 (off) or a port number, not {args.health_port}")
     if not args.leader_election_name or not args.leader_election_namespace:
         raise UsageError("--leader-election-name and --leader-election-namespace must not be empty")
 
@@ -132,6 +143,33 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def serve(args: argparse.Namespace, api: KubernetesApi) -> int:
+    elector = None
+    if args.leader_election:
+        elector = LeaderElector(
+            api,
+            args.leader_election_namespace,
+            args.leader_election_name,
+            identity(),
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+    started = time.monotonic()
+    health = Health(
+        (lambda: elector.contact) if elector else (lambda: started),
+        stale_after=args.lease_duration,
+    )
+    if args.health_port:
+        await health.start(args.health_port)
+    try:
+        return await _serve(args, api, elector)
+    finally:
+        await health.stop()
+
+
+async def _serve(
+    args: argparse.Namespace, api: KubernetesApi, elector: LeaderElector | None
+) -> int:
     stop = asyncio.Event()  # kopf's stop flag: a signal before kopf's own handlers, or a loss
     _on_signals(stop.set)
     kopf_args: dict[str, Any] = {
@@ -140,22 +178,13 @@ async def serve(args: argparse.Namespace, api: KubernetesApi) -> int:
         "namespaces": args.namespace,
         "stop_flag": stop,
     }
-    if not args.leader_election:
+    if elector is None:
         try:
             await kopf.operator(**kopf_args)
         finally:
             await api.close()
         return EXIT_OK
 
-    elector = LeaderElector(
-        api,
-        args.leader_election_namespace,
-        args.leader_election_name,
-        identity(),
-        lease_duration=args.lease_duration,
-        renew_deadline=args.renew_deadline,
-        retry_period=args.retry_period,
-    )
     try:
         log.info(
             "leader election: %s on lease %s/%s",

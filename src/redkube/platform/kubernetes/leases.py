@@ -68,6 +68,7 @@ class LeaderElector:
         self.clock = clock
         self.observed: Observation | None = None
         self.how = ""  # how the last successful attempt got the Lease, for the logs
+        self.contact: float | None = None  # when the API last answered an attempt (clock)
 
     @property
     def path(self) -> str:
@@ -164,11 +165,15 @@ class LeaderElector:
         """One try to acquire or renew (client-go's tryAcquireOrRenew); True if we hold it."""
         try:
             async with asyncio.timeout(timeout):
-                return await self._try_acquire_or_renew()
+                held = await self._try_acquire_or_renew()
+            self.contact = self.clock()
+            return held
         except TimeoutError:
             log.warning("lease %s/%s: no reply within %gs", self.namespace, self.name, timeout)
             return False
         except KubernetesError as error:
+            if error.status:
+                self.contact = self.clock()  # it answered, if with an error
             if error.conflict:
                 log.debug("lease %s/%s: written by someone else first", self.namespace, self.name)
             else:
