@@ -45,9 +45,9 @@ testbed-binaries:
 helm-binary:
 	PATH="$$PATH:/usr/local/go/bin" charts/build-helm.sh >/dev/null
 
-# The operator image from ./Dockerfile (buildah, on a Python base made from Debian's packages),
-# saved for the test bed's nodes (testbed/build-images.sh; about 2 min cold, 30 s warm; needs
-# root, buildah and mmdebstrap).
+# The test bed's images, saved for its nodes (testbed/build-images.sh; about 2 min cold, 1 min
+# warm; needs root, buildah, mmdebstrap, gcc, busybox-static): the operator from ./Dockerfile on a
+# Python base made from Debian's packages, pause, busybox, redis:7.0, valkey/valkey:9.0 and 9.1.
 testbed-images:
 	testbed/build-images.sh >/dev/null
 

@@ -24,7 +24,7 @@ KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 # -----------------------------------------------------------------------------
 
-KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 ETCD_BINS=(etcd etcdctl)
 
 prog="build-binaries.sh"
@@ -179,6 +179,8 @@ check_version kube-apiserver "Kubernetes $KUBE_VERSION" "$BIN/kube-apiserver" --
 check_version kube-controller-manager "Kubernetes $KUBE_VERSION" "$BIN/kube-controller-manager" --version
 check_version kube-scheduler "Kubernetes $KUBE_VERSION" "$BIN/kube-scheduler" --version
 check_version kubectl "Client Version: $KUBE_VERSION" "$BIN/kubectl" version --client
+check_version kubelet "Kubernetes $KUBE_VERSION" "$BIN/kubelet" --version
+check_version kube-proxy "Kubernetes $KUBE_VERSION" "$BIN/kube-proxy" --version
 check_version etcd "etcd Version: ${ETCD_VERSION#v}" "$BIN/etcd" --version
 check_version etcdctl "etcdctl version: ${ETCD_VERSION#v}" "$BIN/etcdctl" version
 

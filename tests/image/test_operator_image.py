@@ -1,7 +1,8 @@
-"""The operator image, built from the project's own Dockerfile by a real builder (buildah, via
-`scripts/build-image.sh`, what `make image` runs) on a Python base made here from Debian's
-packages (`testbed/build-images.sh`, which `make test` runs first). If the Dockerfile breaks,
-these tests break; the nodes of the test bed will run this very archive."""
+"""The test bed's images, built by a real builder (buildah) with no registry by
+`testbed/build-images.sh` (which `make test` runs first): the operator from the project's own
+Dockerfile (via `scripts/build-image.sh`, what `make image` runs) on a Python base made here from
+Debian's packages, and redis:7.0, valkey/valkey:9.0 and :9.1 laid out as the official images.
+If the Dockerfile breaks, these tests break; the test bed's nodes import these very archives."""
 
 from __future__ import annotations
 
@@ -17,10 +18,20 @@ from typing import Any
 import pytest
 
 IMAGE = os.environ.get("REDKUBE_OPERATOR_IMAGE", "localhost/redkube-operator:dev")
-ARCHIVE = (
-    Path(os.environ.get("REDKUBE_IMAGE_CACHE", Path.home() / ".cache" / "redkube" / "images"))
-    / "redkube-operator.tar"
-)
+CACHE = Path(os.environ.get("REDKUBE_IMAGE_CACHE", Path.home() / ".cache" / "redkube" / "images"))
+SERVERS = {
+    "docker.io/library/redis:7.0": ("redis", "redis-server", "Redis server v=7.0."),
+    "docker.io/valkey/valkey:9.0": ("valkey", "valkey-server", "server v=9.0."),
+    "docker.io/valkey/valkey:9.1": ("valkey", "valkey-server", "server v=9.1."),
+}
+
+
+def index() -> dict[str, list[str]]:
+    """Each image's names, by its archive, as build-images.sh listed them."""
+    lines = (CACHE / "index").read_text().splitlines()
+    return {line.split()[0]: line.split()[1:] for line in lines}
+
+
 ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 
 pytestmark = pytest.mark.skipif(
@@ -48,6 +59,14 @@ def config() -> dict[str, Any]:
 def container() -> Iterator[str]:
     name = buildah("from", IMAGE).strip()
     yield name
+    buildah("rm", name)
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(image name, working container) of each server image."""
+    name = buildah("from", request.param).strip()
+    yield request.param, name
     buildah("rm", name)
 
 
@@ -84,9 +103,39 @@ def test_it_holds_the_operator_dependencies_and_no_server(container: str) -> Non
     assert run(container, "id", "-u", "redkube").stdout.strip() == "10001"
 
 
-def test_the_archive_for_the_nodes_names_the_image() -> None:
-    with tarfile.open(ARCHIVE) as archive:
-        member = archive.extractfile("manifest.json")
-        assert member is not None
-        manifest = json.loads(member.read())
-    assert [entry["RepoTags"] for entry in manifest] == [[IMAGE]]
+def test_every_archive_for_the_nodes_names_its_image() -> None:
+    listed = index()
+    assert sorted(names[0] for names in listed.values()) == sorted(
+        [IMAGE, "registry.k8s.io/pause:3.10.1", "docker.io/library/busybox:1.36", *SERVERS]
+    )
+    for path, names in listed.items():
+        with tarfile.open(path) as archive:
+            member = archive.extractfile("manifest.json")
+            assert member is not None
+            manifest = json.loads(member.read())
+        (entry,) = manifest
+        assert names[0] in entry["RepoTags"], path
+
+
+def test_server_images_hold_what_redkube_relies_on(server: tuple[str, str]) -> None:
+    """What the official images hold and redkube's Pods use: the user (uid 999) owning /data,
+    the server and redis-cli on PATH, a shell with sed, timeout and tr for the hooks."""
+    image, container = server
+    user, binary, version = SERVERS[image]
+    config = json.loads(buildah("inspect", "--type", "image", image))["OCIv1"]["config"]
+    assert config["WorkingDir"] == "/data"
+    assert config["Entrypoint"] == ["docker-entrypoint.sh"] and config["Cmd"] == [binary]
+    done = run(container, binary, "--version", user="999")
+    assert done.returncode == 0 and version in done.stdout, (done.stdout, done.stderr)
+    done = run(container, "sh", "-c", "redis-cli --version && id && stat -c %u /data", user="999")
+    assert done.returncode == 0, done.stderr
+    assert "redis-cli 7.0" in done.stdout and f"uid=999({user})" in done.stdout
+    assert done.stdout.split()[-1] == "999"
+    tools = run(
+        container, "sh", "-c", "printf 'a\\r\\n' | sed s/a/b/ | tr -d '\\r' && timeout 1 sleep 5",
+        user="999",
+    )  # fmt: skip
+    assert tools.stdout == "b\n" and tools.returncode != 0, tools  # timeout cut the sleep off
+    # The entrypoint runs the server for options, as the official one does.
+    done = run(container, "docker-entrypoint.sh", "--version", user="999")
+    assert done.returncode == 0 and version in done.stdout
