@@ -7,8 +7,8 @@
 #   (scripts/build-image.sh, what `make image` runs) on that base.
 # Both are saved as docker-archives under the cache (a node's containerd imports them). The base
 # is built once per Debian suite, package list and CA bundle; the operator image every run.
-# Also pause, busybox, redis:7.0, valkey/valkey:9.0 and :9.1, laid out as the official images
-# (see server_image). $CACHE/index lists each archive with the names it is to be known by.
+# Also pause, busybox, CoreDNS, redis:7.0, valkey/valkey:9.0 and :9.1, the servers laid out as
+# the official images (see server_image). $CACHE/index lists each archive with its names.
 # Needs root, gcc, buildah, mmdebstrap and busybox-static (.ci/run installs them). Prints the
 # index's path.
 set -eu
@@ -159,6 +159,15 @@ for version in 9.0 9.1; do
         valkey-check-aof=valkey-server
     save "localhost/valkey-$version" "docker.io/valkey/valkey:$version"
 done
+
+# CoreDNS, the binary testbed/build-node-binaries.sh builds (cached), for the cluster DNS.
+coredns=$(testbed/build-node-binaries.sh)/coredns
+mkdir -p "$work/coredns/etc" "$work/coredns/tmp"
+chmod 1777 "$work/coredns/tmp"
+cp "$coredns" "$work/coredns/coredns"
+printf 'root:x:0:0:root:/:/coredns\nnobody:x:65534:65534:nobody:/:/coredns\n' >"$work/coredns/etc/passwd"
+from_rootfs localhost/coredns "$work/coredns" --entrypoint '["/coredns"]' --port 53/udp --port 53/tcp
+save localhost/coredns registry.k8s.io/coredns/coredns:v1.15.0
 
 # The operator, from the project's Dockerfile.
 scripts/build-image.sh "$OPERATOR" "BASE=$base" >&2

@@ -106,7 +106,13 @@ def test_it_holds_the_operator_dependencies_and_no_server(container: str) -> Non
 def test_every_archive_for_the_nodes_names_its_image() -> None:
     listed = index()
     assert sorted(names[0] for names in listed.values()) == sorted(
-        [IMAGE, "registry.k8s.io/pause:3.10.1", "docker.io/library/busybox:1.36", *SERVERS]
+        [
+            IMAGE,
+            "registry.k8s.io/pause:3.10.1",
+            "docker.io/library/busybox:1.36",
+            "registry.k8s.io/coredns/coredns:v1.15.0",
+            *SERVERS,
+        ]
     )
     for path, names in listed.items():
         with tarfile.open(path) as archive:

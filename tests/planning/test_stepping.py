@@ -1047,3 +1047,16 @@ def test_a_replica_still_writing_its_synced_data_to_disk_is_waited_for() -> None
     )
     step = next_step(cluster.spec(), replace(observation, members=members))
     assert isinstance(step, Wait) and "demo-1-1 is writing its synced data to disk" in step.reason
+
+
+def test_two_masters_of_one_shard_are_a_wait_that_says_which_the_cluster_follows() -> None:
+    cluster = Cluster.healthy(2, 1)
+    old, promoted = cluster.node(0, 0), cluster.node(0, 1)
+    promoted.master_id, promoted.slots, promoted.epoch = None, old.slots, old.epoch + 5
+    step = step_of(cluster)
+    assert isinstance(step, Wait), step
+    assert "shard 0 has 2 masters serving slots" in step.reason
+    for name, master in (("demo-0-0", old), ("demo-0-1", promoted)):
+        assert f"{name} (epoch {master.epoch}, {len(master.slots)} slots, owner of slot 0" in (
+            step.reason
+        ), step.reason

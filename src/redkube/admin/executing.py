@@ -40,6 +40,9 @@ RedisAction = (
 )
 
 CONFIRM_TIMEOUT_S = 3.0
+# A graceful failover may take the server's own manual-failover timeout (5 s in Redis and Valkey)
+# to finish; confirming for less would let the next pass ask again while it is still in flight.
+GRACEFUL_CONFIRM_TIMEOUT_S = 6.0
 POLL_INTERVAL_S = 0.01
 
 
@@ -125,9 +128,10 @@ async def _fail_over(replica: Address, mode: FailoverMode, pool: ClientPool) -> 
     """Ask the replica to take over, then confirm it did: CLUSTER FAILOVER only starts it."""
     client = pool.client(replica)
     await client.cluster_failover(None if mode is FailoverMode.DEFAULT else mode.value)
-    deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+    wait = GRACEFUL_CONFIRM_TIMEOUT_S if mode is FailoverMode.DEFAULT else CONFIRM_TIMEOUT_S
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if await client.role() == "master":
             return
         await asyncio.sleep(POLL_INTERVAL_S)
-    raise AdminError(f"{replica}: failover ({mode.value}) did not complete in {CONFIRM_TIMEOUT_S}s")
+    raise AdminError(f"{replica}: failover ({mode.value}) did not complete in {wait}s")

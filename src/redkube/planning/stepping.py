@@ -315,6 +315,24 @@ def _slot_target(spec: ClusterSpec, observation: Observation, shard: int) -> Nod
     return empty[0] if empty else None
 
 
+def _master_claim(observation: Observation, master: NodeView) -> str:
+    """How one of two masters claiming a shard's slots stands, for the status and the log:
+    its config epoch and how many other nodes see it as the owner of its first slot (what
+    settles such a conflict, or tells a human which one the cluster follows)."""
+    name = observation.names_by_id().get(master.node_id, str(master.address))
+    first = min(master.myself.slots)
+    others = [v for v in observation.views() if v.node_id != master.node_id]
+    agreeing = sum(
+        1
+        for view in others
+        if (entry := view.entry(master.node_id)) is not None and first in entry.slots
+    )
+    return (
+        f"{name} (epoch {master.myself.config_epoch}, {len(master.myself.slots)} slots, owner "
+        f"of slot {first} for {agreeing} of {len(others)} other nodes)"
+    )
+
+
 def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
     """Every member of a shard follows its master (a new shard's receiving master before it
     has slots)."""
@@ -322,7 +340,10 @@ def attach_replicas(spec: ClusterSpec, observation: Observation) -> Step:
     for shard in present_shards(spec, observation):
         masters = shard_masters(spec, observation, shard)
         if len(masters) > 1:
-            return Wait(f"shard {shard} has {len(masters)} masters serving slots")
+            return Wait(
+                f"shard {shard} has {len(masters)} masters serving slots: "
+                + "; ".join(_master_claim(observation, m) for m in masters)
+            )
         master = shard_leader(spec, observation, shard)
         if master is None:
             continue

@@ -108,7 +108,7 @@ def _make_ca(directory: Path) -> KeyPair:
     return pair
 
 
-def _issue(
+def issue(
     directory: Path,
     ca: KeyPair,
     name: str,
@@ -145,10 +145,13 @@ def _issue(
     return pair
 
 
-def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates:
+def generate(
+    directory: Path, kubelet_ips: tuple[str, ...] = (), apiserver_ips: tuple[str, ...] = ()
+) -> Certificates:
     """Make the whole PKI in `directory` (created if missing).
 
-    `kubelet_ips` are the node agent's addresses, for its kubelet API serving certificate.
+    `kubelet_ips` are the node agent's addresses, for its kubelet API serving certificate;
+    `apiserver_ips` more addresses the apiserver serves on (besides loopback and its Service's).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _make_ca(directory)
@@ -160,10 +163,15 @@ def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates
     _run("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
     return Certificates(
         ca=ca,
-        apiserver=_issue(
-            directory, ca, "apiserver", "kube-apiserver", dns=APISERVER_NAMES, ips=APISERVER_IPS
+        apiserver=issue(
+            directory,
+            ca,
+            "apiserver",
+            "kube-apiserver",
+            dns=APISERVER_NAMES,
+            ips=(*APISERVER_IPS, *apiserver_ips),
         ),
-        kubelet_client=_issue(
+        kubelet_client=issue(
             directory,
             ca,
             "apiserver-kubelet-client",
@@ -171,12 +179,12 @@ def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates
             o="system:masters",
             client=True,
         ),
-        admin=_issue(directory, ca, "admin", "admin", o="system:masters", client=True),
-        controller_manager=_issue(
+        admin=issue(directory, ca, "admin", "admin", o="system:masters", client=True),
+        controller_manager=issue(
             directory, ca, "controller-manager", "system:kube-controller-manager", client=True
         ),
-        scheduler=_issue(directory, ca, "scheduler", "system:kube-scheduler", client=True),
-        controller_manager_serving=_issue(
+        scheduler=issue(directory, ca, "scheduler", "system:kube-scheduler", client=True),
+        controller_manager_serving=issue(
             directory,
             ca,
             "controller-manager-serving",
@@ -184,7 +192,7 @@ def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates
             dns=("localhost",),
             ips=serving_ips,
         ),
-        scheduler_serving=_issue(
+        scheduler_serving=issue(
             directory,
             ca,
             "scheduler-serving",
@@ -192,7 +200,7 @@ def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates
             dns=("localhost",),
             ips=serving_ips,
         ),
-        node_agent=_issue(
+        node_agent=issue(
             directory,
             ca,
             "node-agent",
@@ -200,7 +208,7 @@ def generate(directory: Path, kubelet_ips: tuple[str, ...] = ()) -> Certificates
             o="system:masters",
             client=True,
         ),
-        kubelet_serving=_issue(
+        kubelet_serving=issue(
             directory,
             ca,
             "kubelet-serving",

@@ -71,8 +71,17 @@ class ControlPlane:
     """Starts and stops one control plane; everything it writes goes under `workdir`."""
 
     def __init__(
-        self, workdir: Path, bindir: Path, *, nodes: int = 0, network: str = "127.250"
+        self,
+        workdir: Path,
+        bindir: Path,
+        *,
+        nodes: int = 0,
+        network: str = "127.250",
+        host: str = HOST,
     ) -> None:
+        """`host`: the address the apiserver serves and advertises on (the `kubernetes`
+        Service's endpoint): loopback for simulated nodes, the fabric's for real ones."""
+        self.host = host
         self.workdir = workdir.resolve()
         self.bindir = bindir.resolve()
         self.nodes = nodes
@@ -142,10 +151,13 @@ class ControlPlane:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         node_ips = tuple(f"{self.network}.{i}.1" for i in range(1, self.nodes + 1))
-        certs = self.certificates = generate(self.workdir / "pki", kubelet_ips=node_ips)
+        certs = self.certificates = generate(
+            self.workdir / "pki", kubelet_ips=node_ips, apiserver_ips=(self.host,)
+        )
         names = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
         self._ports = dict(zip(names, free_ports(len(names)), strict=True))
-        self.apiserver_url = f"https://{HOST}:{self._ports['apiserver']}"
+        self._ports["apiserver"] = free_ports(1, self.host)[0]
+        self.apiserver_url = f"https://{self.host}:{self._ports['apiserver']}"
 
         self._start_etcd()
         self._start_apiserver(certs)
@@ -246,8 +258,10 @@ class ControlPlane:
             [
                 self._binary("kube-apiserver"),
                 f"--etcd-servers=http://{HOST}:{self._ports['etcd-client']}",
-                f"--bind-address={HOST}",
-                f"--advertise-address={HOST}",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
+                # Real kubelets: reach them at their node IP (there is no DNS for node names).
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--secure-port={self._ports['apiserver']}",
                 f"--cert-dir={self.workdir / 'apiserver'}",
                 f"--tls-cert-file={certs.apiserver.cert}",
