@@ -48,6 +48,21 @@ async def still_drifted(api: KubernetesApi, changes: dict[str, str]) -> dict[str
     return remaining
 
 
+async def missing_owned(api: KubernetesApi, objects: list[dict[str, Any]]) -> dict[str, str]:
+    """Owned objects that are gone now, as drift: read when the daemon restores others, so that
+    its Event names every object it brings back, even one deleted after the change that woke it
+    (whose own DELETED event may arrive after the apply recreated it)."""
+    missing: dict[str, str] = {}
+    for obj in objects:
+        path = object_path(obj)
+        try:
+            await api.get(path)
+        except KubernetesError as error:
+            if error.not_found:
+                missing[path] = f"{obj['kind']} {obj['metadata']['name']} was deleted"
+    return missing
+
+
 async def owned_object_event(event: kopf.RawEvent, namespace: str | None, **_: Any) -> None:
     raw = dict(event["object"])
     cluster = owning_cluster(raw)

@@ -29,7 +29,7 @@ from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret, r
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
-from redkube.operator.drifting import still_drifted, take_drift
+from redkube.operator.drifting import missing_owned, still_drifted, take_drift
 from redkube.operator.handover import hand_over_before_scale_in
 from redkube.planning.assessing import ShardSummary
 from redkube.planning.upgrading import change_refusal, version_of_image
@@ -427,6 +427,8 @@ async def run_cluster(
                 if generation != applied_generation or drifted:
                     say = _cluster_log(cluster)
                     if drifted and generation == applied_generation:
+                        owned = [o for o in build_all(cluster, "") if o["kind"] != "Secret"]
+                        drifted.update(await missing_owned(api(), owned))
                         message = "restoring owned objects: " + "; ".join(drifted.values())
                         say(message)
                         _post_event(body, message)

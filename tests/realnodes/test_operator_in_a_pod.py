@@ -1,0 +1,153 @@
+"""The operator the way users install it: `helm install charts/redkube` with the image built from
+the project's Dockerfile, two replicas and leader election, on real nodes; then the kubectl
+workflow against it: apply a 3x1 RedisCluster, 6 Ready Pods, `redis-cli --cluster check` clean,
+a client Pod through the Services' DNS names, a master's Pod deleted and healed, every key back."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from redis.cluster import ClusterNode, RedisCluster
+
+from tests.charts.test_helm_chart import CHART, Helm, helm  # noqa: F401 (the fixture)
+from tests.realnodes.conftest import RealCluster
+from tests.realnodes.test_real_nodes import kubectl, ready_pod, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "redkube-system"
+IMAGE = "localhost/redkube-operator"
+TAG = "dev"
+
+CLUSTER = """\
+apiVersion: redkube.io/v1alpha1
+kind: RedisCluster
+metadata: {name: shop}
+spec:
+  shards: 3
+  replicasPerShard: 1
+  image: valkey/valkey:9.1
+  storage: {size: 64Mi}
+"""
+
+
+def status(cluster: RealCluster, namespace: str) -> dict[str, object]:
+    done = cluster.cp.kubectl("get", "rdc", "shop", "-n", namespace, "-o", "json", check=False)
+    found: dict[str, object] = json.loads(done.stdout).get("status") or {} if done.stdout else {}
+    return found
+
+
+def password(cluster: RealCluster, namespace: str) -> str:
+    secrets = json.loads(kubectl(cluster, "get", "secrets", "-n", namespace, "-o", "json"))
+    for secret in secrets["items"]:
+        if secret["metadata"]["name"].startswith("shop") and "password" in secret["data"]:
+            return base64.b64decode(secret["data"]["password"]).decode()
+    raise AssertionError("no password Secret for shop")
+
+
+def pod_ips(cluster: RealCluster, namespace: str) -> dict[str, str]:
+    listed = kubectl(
+        cluster, "get", "pods", "-n", namespace, "-l", "redkube.io/cluster=shop", "-o", "json"
+    )
+    pods = json.loads(listed)["items"]
+    return {p["metadata"]["name"]: p["status"].get("podIP", "") for p in pods}
+
+
+@pytest.mark.timeout(900)
+def test_helm_installed_operator_runs_the_kubectl_workflow(
+    real_cluster: RealCluster,
+    helm: Helm,  # noqa: F811
+) -> None:
+    cluster = real_cluster
+    installed = helm.run(
+        "install", "redkube", str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
+        f"--set=image.repository={IMAGE}", f"--set=image.tag={TAG}",
+        "--set=image.pullPolicy=Never", "--wait", "--timeout=180s",
+        kubeconfig=cluster.cp.kubeconfig, check=False, timeout=240,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    namespace = "shop"
+    try:
+        lease = json.loads(kubectl(cluster, "get", "lease", "redkube-operator", "-n",
+                                   OPERATOR_NAMESPACE, "-o", "json"))  # fmt: skip
+        leader = lease["spec"]["holderIdentity"]
+        assert leader.startswith("redkube-"), lease
+        logs = kubectl(cluster, "logs", "-n", OPERATOR_NAMESPACE, leader)
+        assert "became leader" in logs, logs[-2000:]
+
+        kubectl(cluster, "create", "namespace", namespace)
+        wait_for(
+            "the namespace's ServiceAccount",
+            lambda: (
+                cluster.cp.kubectl(
+                    "get", "serviceaccount", "default", "-n", namespace, check=False
+                ).returncode
+                == 0
+            ),
+        )
+        kubectl(cluster, "apply", "-n", namespace, "-f", "-", input=CLUSTER)
+        wait_for(
+            "shop Ready with 6/6 nodes",
+            lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
+            and s.get("readyNodes") == "6/6",
+            420,
+        )  # fmt: skip
+        secret = password(cluster, namespace)
+        ips = pod_ips(cluster, namespace)
+        check = subprocess.run(
+            ["redis-cli", "-a", secret, "--no-auth-warning", "--cluster", "check",
+             f"{ips['shop-0-0']}:6379"], capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert "[OK] All 16384 slots covered." in check.stdout, check.stdout
+        assert "[ERR]" not in check.stdout and "[WARNING]" not in check.stdout, check.stdout
+
+        # A client Pod, through the client Service's DNS name.
+        said = kubectl(
+            cluster, "run", "client", "-n", namespace, "--image=valkey/valkey:9.1",
+            "--image-pull-policy=Never", "--restart=Never", "--rm", "-i", "--command", "--",
+            "redis-cli", "-c", "-h", f"shop.{namespace}.svc.cluster.local", "-a", secret,
+            "--no-auth-warning", "set", "through-dns", "yes",
+        )  # fmt: skip
+        assert "OK" in said, said
+
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(ip, 6379) for ip in ips.values()], password=secret
+        )
+        keys = {f"key:{i}": str(i) for i in range(2000)}
+        for key, value in keys.items():
+            client.set(key, value)
+        client.close()
+
+        master = next(
+            name for name, ip in ips.items()
+            if "role:master" in subprocess.run(
+                ["redis-cli", "-h", ip, "-a", secret, "--no-auth-warning", "info", "replication"],
+                capture_output=True, text=True, timeout=10, check=False,
+            ).stdout
+        )  # fmt: skip
+        kubectl(cluster, "delete", "pod", "-n", namespace, master)
+        time.sleep(1)
+        wait_for(
+            f"healed after {master} was deleted",
+            lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
+            and s.get("readyNodes") == "6/6"
+            and ready_pod(cluster, namespace, master),
+            300,
+        )  # fmt: skip
+        ips = pod_ips(cluster, namespace)
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(ip, 6379) for ip in ips.values()], password=secret
+        )
+        assert {key: client.get(key) for key in keys} == {
+            key: value.encode() for key, value in keys.items()
+        }
+        assert client.get("through-dns") == b"yes"
+        client.close()
+    finally:
+        cluster.cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        helm.run("uninstall", "redkube", "--namespace", OPERATOR_NAMESPACE,
+                 kubeconfig=cluster.cp.kubeconfig, check=False)  # fmt: skip
