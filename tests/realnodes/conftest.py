@@ -19,7 +19,12 @@ from redkube.testbed import ControlPlane, coredns
 from redkube.testbed.apiclient import ApiClient
 from redkube.testbed.fabric import Fabric
 from redkube.testbed.provisioner import Provisioner
-from redkube.testbed.realnodes import CLUSTER_DNS, RealNode, remove_machine_leftovers
+from redkube.testbed.realnodes import (
+    CLUSTER_DNS,
+    RealNode,
+    remove_machine_leftovers,
+    start_nodes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = (
@@ -77,14 +82,16 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     volumes = cp.workdir / "volumes"
     try:
         cp.start()
-        for node in nodes:
-            node.start()
+        start_nodes(nodes)
         coredns.install(cp, CLUSTER_DNS)
         provisioner = Provisioner(ApiClient.from_kubeconfig(cp.kubeconfig), volumes)
         provisioner.ensure_storage_class()
         threading.Thread(target=provisioner.run, args=(stop,), daemon=True).start()
         cluster = RealCluster(cp, fabric, nodes, volumes, time.monotonic() - began)
-        print(f"\ncontrol plane and {NODES} real nodes Ready in {cluster.started_in:.1f}s")
+        print(
+            f"\ncontrol plane and {NODES} real nodes Ready in {cluster.started_in:.1f}s "
+            f"(control plane {cp.start_seconds or 0:.1f}s; CoreDNS included)"
+        )
         yield cluster
     finally:
         stop.set()

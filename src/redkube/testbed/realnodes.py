@@ -21,6 +21,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +90,19 @@ def remove_machine_leftovers() -> None:
             directory.rmdir()  # only when empty
 
 
+def start_nodes(nodes: Sequence[RealNode]) -> None:
+    """Start the nodes and return once all are Ready. Daemons are started from this thread
+    (they get SIGTERM when the thread that started them ends); the image imports, plain `ctr`
+    runs, go in parallel."""
+    for node in nodes:
+        node._start_runtime()
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        list(pool.map(RealNode._import_images, nodes))
+    kubelets = [node._start_agents() for node in nodes]
+    for node, kubelet in zip(nodes, kubelets, strict=True):
+        kubelet.wait_until(node._ready, "a Ready Node", NODE_READY_TIMEOUT)
+
+
 @dataclass
 class RealNode:
     """One node: `start` returns once the Node is Ready; `stop` leaves nothing of it."""
@@ -149,13 +164,17 @@ class RealNode:
     # --- start --------------------------------------------------------------------------
 
     def start(self) -> None:
+        start_nodes([self])
+
+    def _start_runtime(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._start_containerd()
-        self._import_images()
+
+    def _start_agents(self) -> Component:
         self._write_cni()
         kubelet = self._start_kubelet()
         self._start_kube_proxy()
-        kubelet.wait_until(self._ready, "a Ready Node", NODE_READY_TIMEOUT)
+        return kubelet
 
     def _client(self, name: str, cn: str, organisation: str | None) -> Path:
         assert self.cp.certificates is not None
