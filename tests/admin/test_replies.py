@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from redkube.admin.observing import rewriting_aof
 from redkube.admin.replies import (
     master_link_up,
     parse_cluster_nodes,
@@ -285,3 +286,20 @@ def test_replicating_from_reads_master_host_and_port() -> None:
     info = parse_info("role:slave\r\nmaster_host:127.0.5.3\r\nmaster_port:6379\r\n")
     assert replicating_from(info) == Address("127.0.5.3", 6379)
     assert replicating_from(parse_info("role:master\r\n")) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "rewriting"),
+    [
+        ({"aof_enabled": "1", "aof_rewrite_in_progress": "1"}, True),
+        ({"aof_enabled": "1", "aof_rewrite_scheduled": "1", "rdb_bgsave_in_progress": "1"}, True),
+        # Scheduled with no child: starting within a tick, or held back after failed rewrites.
+        ({"aof_enabled": "1", "aof_rewrite_scheduled": "1", "rdb_bgsave_in_progress": "0"}, False),
+        ({"aof_enabled": "0", "aof_rewrite_in_progress": "1"}, False),
+        ({"aof_enabled": "1"}, False),
+    ],
+)
+def test_a_replica_rewrites_its_aof_only_while_a_child_works_on_it(
+    fields: dict[str, str], rewriting: bool
+) -> None:
+    assert rewriting_aof(fields) is rewriting

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.migrating import running_jobs, slot_migrations
@@ -99,6 +99,17 @@ async def observe_node(address: Address, pool: ClientPool) -> NodeView:
         maxmemory=int(info.get("maxmemory", "0") or 0),
         version=server_version(info),
         replicating_from=replicating_from(info),
-        rewriting_aof=info.get("aof_enabled") == "1"
-        and "1" in (info.get("aof_rewrite_in_progress"), info.get("aof_rewrite_scheduled")),
+        rewriting_aof=rewriting_aof(info),
     )
+
+
+def rewriting_aof(info: Mapping[str, str]) -> bool:
+    """An AOF rewrite runs, or waits for a background save that runs (it starts when that ends).
+    A rewrite scheduled with no child running is either starting within a cron tick or held back
+    after failed rewrites (the server retries later, for up to an hour): waiting on that would
+    stall the loop, and would not put the data on disk any sooner."""
+    if info.get("aof_enabled") != "1":
+        return False
+    if info.get("aof_rewrite_in_progress") == "1":
+        return True
+    return info.get("aof_rewrite_scheduled") == "1" and info.get("rdb_bgsave_in_progress") == "1"
