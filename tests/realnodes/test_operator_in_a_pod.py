@@ -5,48 +5,27 @@ a client Pod through the Services' DNS names, a master's Pod deleted and healed,
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
 from tests.charts.test_helm_chart import CHART, Helm, helm  # noqa: F401 (the fixture)
+from tests.operator.test_kubectl_workflow import CLUSTER, password
 from tests.realnodes.conftest import RealCluster
 from tests.realnodes.test_real_nodes import kubectl, ready_pod, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "redkube-system"
 IMAGE = "localhost/redkube-operator"
 TAG = "dev"
-
-CLUSTER = """\
-apiVersion: redkube.io/v1alpha1
-kind: RedisCluster
-metadata: {name: shop}
-spec:
-  shards: 3
-  replicasPerShard: 1
-  image: valkey/valkey:9.1
-  storage: {size: 64Mi}
-"""
 
 
 def status(cluster: RealCluster, namespace: str) -> dict[str, object]:
     done = cluster.cp.kubectl("get", "rdc", "shop", "-n", namespace, "-o", "json", check=False)
     found: dict[str, object] = json.loads(done.stdout).get("status") or {} if done.stdout else {}
     return found
-
-
-def password(cluster: RealCluster, namespace: str) -> str:
-    secrets = json.loads(kubectl(cluster, "get", "secrets", "-n", namespace, "-o", "json"))
-    for secret in secrets["items"]:
-        if secret["metadata"]["name"].startswith("shop") and "password" in secret["data"]:
-            return base64.b64decode(secret["data"]["password"]).decode()
-    raise AssertionError("no password Secret for shop")
 
 
 def pod_ips(cluster: RealCluster, namespace: str) -> dict[str, str]:
@@ -89,14 +68,17 @@ def test_helm_installed_operator_runs_the_kubectl_workflow(
                 == 0
             ),
         )
-        kubectl(cluster, "apply", "-n", namespace, "-f", "-", input=CLUSTER)
+        kubectl(
+            cluster, "apply", "-n", namespace, "-f", "-",
+            input=CLUSTER % {"image": "valkey/valkey:9.1"},
+        )  # fmt: skip
         wait_for(
             "shop Ready with 6/6 nodes",
             lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
             and s.get("readyNodes") == "6/6",
             420,
         )  # fmt: skip
-        secret = password(cluster, namespace)
+        secret = password(cluster.cp, namespace)
         ips = pod_ips(cluster, namespace)
         check = subprocess.run(
             ["redis-cli", "-a", secret, "--no-auth-warning", "--cluster", "check",

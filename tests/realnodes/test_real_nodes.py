@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import time
 from typing import Any
 
 import pytest
 
 from tests.realnodes.conftest import NODES, RealCluster
+from tests.testbed.kube import eventually, is_ready
 
 JSON = dict[str, Any]
 
@@ -40,13 +40,7 @@ def kubectl(cluster: RealCluster, *args: str, input: str | None = None) -> str:
 
 
 def wait_for(what: str, check: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout:g}s: {what}")
+    return eventually(check, what, timeout, interval=0.5)
 
 
 def ready_pod(cluster: RealCluster, namespace: str, name: str) -> JSON | None:
@@ -54,9 +48,7 @@ def ready_pod(cluster: RealCluster, namespace: str, name: str) -> JSON | None:
     if done.returncode != 0:
         return None
     pod: JSON = json.loads(done.stdout)
-    conditions = pod.get("status", {}).get("conditions") or []
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-    return pod if ready else None
+    return pod if is_ready(pod) else None
 
 
 @pytest.fixture

@@ -375,10 +375,9 @@ class RealNode:
             if not proc.name.isdigit():
                 continue
             with contextlib.suppress(OSError):
-                if f":{self.cgroup_root}/" in (proc / "cgroup").read_text() or (
-                    str(self.socket).encode() in (proc / "cmdline").read_bytes()
-                    and b"containerd-shim" in (proc / "cmdline").read_bytes()
-                ):
+                cmdline = (proc / "cmdline").read_bytes()
+                shim = b"containerd-shim" in cmdline and str(self.socket).encode() in cmdline
+                if shim or f":{self.cgroup_root}/" in (proc / "cgroup").read_text():
                     found.append(int(proc.name))
         return found
 
