@@ -10,6 +10,7 @@ from redkube.admin.replies import (
     parse_cluster_nodes,
     parse_info,
     parse_node_line,
+    replicas_caught_up,
     replicating_from,
     replication_offset,
     server_version,
@@ -303,3 +304,21 @@ def test_a_replica_rewrites_its_aof_only_while_a_child_works_on_it(
     fields: dict[str, str], rewriting: bool
 ) -> None:
     assert rewriting_aof(fields) is rewriting
+
+
+def test_replicas_caught_up_compares_each_online_replicas_acked_offset() -> None:
+    def info(*replicas: str) -> dict[str, str]:
+        lines = ["role:master", "master_repl_offset:500"]
+        lines += [f"slave{i}:{r}" for i, r in enumerate(replicas)]
+        return parse_info("\r\n".join(lines))
+
+    assert replicas_caught_up(info("ip=127.0.0.2,port=6379,state=online,offset=500,lag=0"))
+    assert not replicas_caught_up(
+        info(
+            "ip=127.0.0.2,port=6379,state=online,offset=500,lag=0",
+            "ip=127.0.0.3,port=6379,state=online,offset=420,lag=0",
+        )
+    )
+    # A replica still loading its first sync acknowledges nothing a WAIT counts on.
+    assert replicas_caught_up(info("ip=127.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0"))
+    assert replicas_caught_up(info())

@@ -87,10 +87,16 @@ def test_helm_installed_operator_runs_the_kubectl_workflow(
         assert "[OK] All 16384 slots covered." in check.stdout, check.stdout
         assert "[ERR]" not in check.stdout and "[WARNING]" not in check.stdout, check.stdout
 
-        # A client Pod, through the client Service's DNS name.
-        said = kubectl(
+        # A client Pod, through the client Service's DNS name. It idles and the command runs by
+        # exec: `kubectl run -i --rm` of a short command can lose its output (the container ends
+        # before the attach).
+        kubectl(
             cluster, "run", "client", "-n", namespace, "--image=valkey/valkey:9.1",
-            "--image-pull-policy=Never", "--restart=Never", "--rm", "-i", "--command", "--",
+            "--image-pull-policy=Never", "--restart=Never", "--command", "--", "sleep", "600",
+        )  # fmt: skip
+        wait_for("the client Pod Ready", lambda: ready_pod(cluster, namespace, "client"), 180)
+        said = kubectl(
+            cluster, "exec", "-n", namespace, "client", "--",
             "redis-cli", "-c", "-h", f"shop.{namespace}.svc.cluster.local", "-a", secret,
             "--no-auth-warning", "set", "through-dns", "yes",
         )  # fmt: skip

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Iterable
 
 from redkube.admin.connections import AdminError, ClientPool
+from redkube.admin.handing_over import hand_over
 from redkube.admin.migrating import close_slots, move_slots, tell_owner
 from redkube.admin.replies import parse_cluster_nodes
 from redkube.model.actions import (
@@ -66,7 +67,10 @@ async def execute(action: RedisAction, pool: ClientPool) -> int:
             await _all(pool.client(a).cluster_replicate(m) for a, m in assignments)
         case Failover(replica, mode, _reason, certain):
             try:
-                await _fail_over(replica, mode, pool)
+                if mode is FailoverMode.DEFAULT:
+                    await hand_over(replica, pool, lambda: _fail_over(replica, mode, pool))
+                else:
+                    await _fail_over(replica, mode, pool)
             except AdminError:
                 if not (certain and mode is FailoverMode.FORCE):
                     raise
