@@ -57,8 +57,12 @@ server-binaries: $(STAMP)
 	PIP=$(BIN)/pip scripts/fetch-servers.sh >/dev/null
 
 # A real Kubernetes control plane plus 3 nodes whose Pods run as local processes (needs root).
-testbed-up: $(STAMP)
-	$(BIN)/python -m redkube.testbed up --bindir "$$(PATH="$$PATH:/usr/local/go/bin" testbed/build-binaries.sh | tail -n1)"
+# Real nodes (needs root): the binaries and images are built first (cached after the first time).
+testbed-up: $(STAMP) testbed-images
+	$(BIN)/python -m redkube.testbed up --real \
+		--bindir "$$(PATH="$$PATH:/usr/local/go/bin" testbed/build-binaries.sh | tail -n1)" \
+		--node-bindir "$$(PATH="$$PATH:/usr/local/go/bin" testbed/build-node-binaries.sh | tail -n1)" \
+		--images "$${REDKUBE_IMAGE_CACHE:-$$HOME/.cache/redkube/images}/index"
 
 testbed-down: $(STAMP)
 	$(BIN)/python -m redkube.testbed down

@@ -94,6 +94,7 @@ class Seat:
     wipe_on_start: bool = False  # its data is gone: it starts as a brand-new node
     revision: str = ""  # the revision it runs, and the one it should (rolling updates)
     target_revision: str | None = ""
+    host_lost: bool = False  # the platform lost touch with its host (a Node NotReady)
 
     def member(self) -> Member:
         return Member(
@@ -105,6 +106,7 @@ class Seat:
             self.state,
             revision=self.revision,
             target_revision=self.target_revision,
+            host_lost=self.host_lost,
         )
 
 

@@ -26,7 +26,7 @@ from redkube.model.actions import (
     Wait,
 )
 from redkube.model.addresses import Address
-from redkube.model.members import MemberState
+from redkube.model.members import FailureDomain, MemberState
 from redkube.model.slots import ALL_SLOTS, SlotRange, slots_of
 from redkube.planning.allocating import allocate_slots
 from redkube.planning.assessing import assess, claimed_slots
@@ -332,6 +332,17 @@ def test_unreachable_running_member_is_waited_for() -> None:
     step = step_of(cluster)
     assert isinstance(step, Wait)
     assert "demo-1-1" in step.reason and "timeout" in step.reason
+
+
+def test_members_on_a_lost_host_are_named_together_with_it() -> None:
+    cluster = Cluster.healthy(3, 1)
+    for seat in (cluster.seat(0, 0), cluster.seat(2, 1)):
+        seat.error = "timeout"
+        seat.host_lost = True
+        seat.domain = FailureDomain("node-2", "b")
+    cluster.seat(1, 0).error = "timeout"  # not answering, on a host that is not lost
+    step = step_of(cluster)
+    assert step == Wait("node-2 is NotReady: demo-0-0, demo-2-1 there cannot be reached")
 
 
 def test_member_in_backoff_is_waited_for_not_started() -> None:

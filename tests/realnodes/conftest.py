@@ -7,24 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane, coredns
-from redkube.testbed.apiclient import ApiClient
 from redkube.testbed.fabric import Fabric
-from redkube.testbed.provisioner import Provisioner
-from redkube.testbed.realnodes import (
-    CLUSTER_DNS,
-    RealNode,
-    remove_machine_leftovers,
-    start_nodes,
-)
+from redkube.testbed.realcluster import RealCluster
+from tests.charts.test_helm_chart import CHART, Helm, helm  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = (
@@ -32,6 +22,9 @@ IMAGES = (
     / "index"
 )
 NODES = 3
+OPERATOR_NAMESPACE = "redkube-system"
+# The operator image testbed/build-images.sh builds from the Dockerfile, on every node.
+OPERATOR_IMAGE, OPERATOR_TAG = "localhost/redkube-operator", "dev"
 
 
 def _built(script: str) -> Path:
@@ -42,15 +35,6 @@ def _built(script: str) -> Path:
     if done.returncode != 0:
         pytest.fail(f"{script} exited with {done.returncode}:\n{done.stderr[-3000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-@dataclass
-class RealCluster:
-    cp: ControlPlane
-    fabric: Fabric
-    nodes: list[RealNode]
-    volumes: Path
-    started_in: float
 
 
 def missing() -> str | None:
@@ -73,30 +57,32 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         pytest.skip(reason)
     assert reason is None, reason
     bindir, node_bins = _built("build-binaries.sh"), _built("build-node-binaries.sh")
-    fabric = Fabric(NODES)
-    began = time.monotonic()
-    fabric.create()
-    cp = ControlPlane(tmp_path_factory.mktemp("real-cp"), bindir, host=fabric.host_ip)
-    nodes = [RealNode(i, cp, fabric, node_bins, IMAGES) for i in range(1, NODES + 1)]
-    stop = threading.Event()
-    volumes = cp.workdir / "volumes"
+    cluster = RealCluster.start(
+        tmp_path_factory.mktemp("real-cp"), bindir, node_bins, IMAGES, Fabric(NODES)
+    )
+    print(
+        f"\ncontrol plane and {NODES} real nodes Ready in {cluster.started_in:.1f}s "
+        f"(control plane {cluster.cp.start_seconds or 0:.1f}s; CoreDNS included)"
+    )
     try:
-        cp.start()
-        start_nodes(nodes)
-        coredns.install(cp, CLUSTER_DNS)
-        provisioner = Provisioner(ApiClient.from_kubeconfig(cp.kubeconfig), volumes)
-        provisioner.ensure_storage_class()
-        threading.Thread(target=provisioner.run, args=(stop,), daemon=True).start()
-        cluster = RealCluster(cp, fabric, nodes, volumes, time.monotonic() - began)
-        print(
-            f"\ncontrol plane and {NODES} real nodes Ready in {cluster.started_in:.1f}s "
-            f"(control plane {cp.start_seconds or 0:.1f}s; CoreDNS included)"
-        )
         yield cluster
     finally:
-        stop.set()
-        for node in nodes:
-            node.stop()
-        remove_machine_leftovers()
-        cp.stop()
-        fabric.delete()
+        cluster.stop()
+
+
+@pytest.fixture
+def operator_in_pods(real_cluster: RealCluster, helm: Helm) -> Iterator[None]:  # noqa: F811
+    """The operator as users install it: `helm install charts/redkube` (two replicas, leader
+    election) with the image built from the Dockerfile; uninstalled afterwards."""
+    installed = helm.run(
+        "install", "redkube", str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
+        f"--set=image.repository={OPERATOR_IMAGE}", f"--set=image.tag={OPERATOR_TAG}",
+        "--set=image.pullPolicy=Never", "--wait", "--timeout=180s",
+        kubeconfig=real_cluster.cp.kubeconfig, check=False, timeout=240,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    try:
+        yield
+    finally:
+        helm.run("uninstall", "redkube", "--namespace", OPERATOR_NAMESPACE,
+                 kubeconfig=real_cluster.cp.kubeconfig, check=False)  # fmt: skip

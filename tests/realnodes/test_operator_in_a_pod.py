@@ -12,14 +12,9 @@ import time
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
-from tests.charts.test_helm_chart import CHART, Helm, helm  # noqa: F401 (the fixture)
 from tests.operator.test_kubectl_workflow import CLUSTER, password
-from tests.realnodes.conftest import RealCluster
+from tests.realnodes.conftest import OPERATOR_NAMESPACE, RealCluster
 from tests.realnodes.test_real_nodes import kubectl, ready_pod, wait_for
-
-OPERATOR_NAMESPACE = "redkube-system"
-IMAGE = "localhost/redkube-operator"
-TAG = "dev"
 
 
 def status(cluster: RealCluster, namespace: str) -> dict[str, object]:
@@ -36,19 +31,35 @@ def pod_ips(cluster: RealCluster, namespace: str) -> dict[str, str]:
     return {p["metadata"]["name"]: p["status"].get("podIP", "") for p in pods}
 
 
+def deploy_shop(cluster: RealCluster, namespace: str) -> None:
+    """A new namespace with the 3x1 RedisCluster `shop` (Valkey 9.1) in it, Ready 6/6."""
+    kubectl(cluster, "create", "namespace", namespace)
+    wait_for(
+        "the namespace's ServiceAccount",
+        lambda: (
+            cluster.cp.kubectl(
+                "get", "serviceaccount", "default", "-n", namespace, check=False
+            ).returncode
+            == 0
+        ),
+    )
+    kubectl(
+        cluster, "apply", "-n", namespace, "-f", "-",
+        input=CLUSTER % {"image": "valkey/valkey:9.1"},
+    )  # fmt: skip
+    wait_for(
+        "shop Ready with 6/6 nodes",
+        lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
+        and s.get("readyNodes") == "6/6",
+        420,
+    )  # fmt: skip
+
+
 @pytest.mark.timeout(900)
 def test_helm_installed_operator_runs_the_kubectl_workflow(
-    real_cluster: RealCluster,
-    helm: Helm,  # noqa: F811
+    real_cluster: RealCluster, operator_in_pods: None
 ) -> None:
     cluster = real_cluster
-    installed = helm.run(
-        "install", "redkube", str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
-        f"--set=image.repository={IMAGE}", f"--set=image.tag={TAG}",
-        "--set=image.pullPolicy=Never", "--wait", "--timeout=180s",
-        kubeconfig=cluster.cp.kubeconfig, check=False, timeout=240,
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stderr
     namespace = "shop"
     try:
         lease = json.loads(kubectl(cluster, "get", "lease", "redkube-operator", "-n",
@@ -58,26 +69,7 @@ def test_helm_installed_operator_runs_the_kubectl_workflow(
         logs = kubectl(cluster, "logs", "-n", OPERATOR_NAMESPACE, leader)
         assert "became leader" in logs, logs[-2000:]
 
-        kubectl(cluster, "create", "namespace", namespace)
-        wait_for(
-            "the namespace's ServiceAccount",
-            lambda: (
-                cluster.cp.kubectl(
-                    "get", "serviceaccount", "default", "-n", namespace, check=False
-                ).returncode
-                == 0
-            ),
-        )
-        kubectl(
-            cluster, "apply", "-n", namespace, "-f", "-",
-            input=CLUSTER % {"image": "valkey/valkey:9.1"},
-        )  # fmt: skip
-        wait_for(
-            "shop Ready with 6/6 nodes",
-            lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
-            and s.get("readyNodes") == "6/6",
-            420,
-        )  # fmt: skip
+        deploy_shop(cluster, namespace)
         secret = password(cluster.cp, namespace)
         ips = pod_ips(cluster, namespace)
         check = subprocess.run(
@@ -137,5 +129,3 @@ def test_helm_installed_operator_runs_the_kubectl_workflow(
         client.close()
     finally:
         cluster.cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        helm.run("uninstall", "redkube", "--namespace", OPERATOR_NAMESPACE,
-                 kubeconfig=cluster.cp.kubeconfig, check=False)  # fmt: skip

@@ -41,6 +41,9 @@ class Member:
     # behind its spec).
     revision: str = ""
     target_revision: str | None = ""
+    # The platform has lost touch with the member's host (a Kubernetes Node NotReady): a Pod
+    # there may still be listed as running while nothing reaches it.
+    host_lost: bool = False
 
     @property
     def running(self) -> bool:

@@ -159,7 +159,20 @@ def wait_for_members(spec: ClusterSpec, observation: Observation) -> Step:
             return Wait(
                 f"{member.name} crashed repeatedly; the platform backs off before restarting"
             )
+    lost: dict[str, list[str]] = {}
+    for observed in observation.members:
+        if observed.view is None and observed.member.host_lost:
+            lost.setdefault(observed.member.domain.host, []).append(observed.member.name)
+    if lost:
+        return Wait(
+            "; ".join(
+                f"{host} is NotReady: {', '.join(names)} there cannot be reached"
+                for host, names in sorted(lost.items())
+            )
+        )
+    for observed in observation.members:
         if observed.view is None:
+            member = observed.member
             return Wait(f"{member.name} is not answering yet ({observed.error or 'no address'})")
     return None
 

@@ -1,8 +1,11 @@
 """`python -m redkube.testbed up|down|status`: a test-bed cluster for a person to use.
 
-up      start a control plane and node agent in the background (a fresh cluster each
-        time), wait until its Nodes are Ready, print the kubeconfig path
-down    stop it: every component and every Pod process
+up      start a control plane and its nodes in the background (a fresh cluster each time),
+        wait until its Nodes are Ready, print the kubeconfig path and how to use it; with
+        --real, real nodes (kubelet, containerd, kube-proxy, CoreDNS in network namespaces;
+        needs root), else the simulated node agent
+down    stop it: every component and every Pod; real nodes leave no process, mount, cgroup,
+        network namespace or iptables rule behind
 status  say whether it runs, and where its kubeconfig is
 """
 
@@ -16,10 +19,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from redkube.testbed.controlplane import ControlPlane
+from redkube.testbed.fabric import Fabric
 from redkube.testbed.processes import ControlPlaneError, pid_alive
+from redkube.testbed.realcluster import RealCluster
+
+# Real nodes' addresses: apart from the test session's (10.251/10.244) and the benchmark's.
+REAL_FABRIC, REAL_PODS = "10.250", "10.247"
 
 UP_TIMEOUT = 180.0
 DOWN_TIMEOUT = 90.0
@@ -57,7 +66,15 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def up(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
+@dataclass(frozen=True)
+class RealParts:
+    """What real nodes need beyond the control plane's binaries."""
+
+    node_bins: Path
+    images: Path
+
+
+def up(paths: Paths, bindir: Path, nodes: int, network: str, real: RealParts | None) -> int:
     pid = paths.running_pid()
     if pid is not None:
         print(f"test bed already running (pid {pid})")
@@ -70,6 +87,14 @@ def up(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
     paths.workdir.mkdir(parents=True)
     argv = [sys.executable, "-m", "redkube.testbed", "serve", f"--workdir={paths.workdir}"]
     argv += [f"--bindir={bindir}", f"--nodes={nodes}", f"--network={network}"]
+    if real is not None:
+        if os.geteuid() != 0:
+            print("error: real nodes need root (network namespaces, cgroups, mounts)")
+            return 1
+        if not real.images.is_file():
+            print(f"error: no image index at {real.images} (make testbed-images)")
+            return 1
+        argv += ["--real", f"--node-bindir={real.node_bins}", f"--images={real.images}"]
     with paths.log.open("ab") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -77,7 +102,8 @@ def up(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
         )  # fmt: skip
     paths.pid.write_text(str(process.pid))
     began = time.monotonic()
-    print(f"starting etcd, kube-apiserver, controller-manager, scheduler and {nodes} nodes ...")
+    kind = "real nodes" if real else "simulated nodes"
+    print(f"starting etcd, kube-apiserver, controller-manager, scheduler and {nodes} {kind} ...")
     while not paths.ready.exists():
         if process.poll() is not None or time.monotonic() - began > UP_TIMEOUT:
             with contextlib.suppress(ProcessLookupError):
@@ -86,8 +112,15 @@ def up(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
             print(_tail(paths.log))
             return 1
         time.sleep(0.2)
-    print(f"test bed ready in {time.monotonic() - began:.1f}s: {nodes} nodes")
+    print(f"test bed ready in {time.monotonic() - began:.1f}s: {nodes} {kind}")
     print(f"export KUBECONFIG={paths.kubeconfig}")
+    print("then: kubectl get nodes; kubectl exec -it <pod> -- redis-cli; kubectl logs <pod>;")
+    if real:
+        print(
+            f"kubectl port-forward <pod> 6379; Pod IPs ({REAL_PODS}.<node>.0/24) are routed from "
+            "this machine; images are preloaded (imagePullPolicy: Never or IfNotPresent)"
+        )
+    print("stop it with: make testbed-down")
     return 0
 
 
@@ -120,7 +153,7 @@ def status(paths: Paths) -> int:
     return 0
 
 
-def serve(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
+def serve(paths: Paths, bindir: Path, nodes: int, network: str, real: RealParts | None) -> int:
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -129,14 +162,21 @@ def serve(paths: Paths, bindir: Path, nodes: int, network: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    plane = ControlPlane(paths.cluster, bindir, nodes=nodes, network=network)
+    plane: ControlPlane | RealCluster
     try:
-        plane.start()
+        if real is None:
+            plane = ControlPlane(paths.cluster, bindir, nodes=nodes, network=network)
+            plane.start()
+            kubeconfig = plane.kubeconfig
+        else:
+            fabric = Fabric(nodes, prefix=REAL_FABRIC, pods=REAL_PODS)
+            plane = RealCluster.start(paths.cluster, bindir, real.node_bins, real.images, fabric)
+            kubeconfig = plane.cp.kubeconfig
     except ControlPlaneError as error:
         print(f"error: {error}", flush=True)
         return 1
-    print(f"ready in {plane.start_seconds:.1f}s; kubeconfig {plane.kubeconfig}", flush=True)
-    paths.ready.write_text(str(plane.kubeconfig))
+    print(f"ready; kubeconfig {kubeconfig}", flush=True)
+    paths.ready.write_text(str(kubeconfig))
     try:
         while not stopping:
             time.sleep(0.5)
@@ -153,14 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bindir", type=Path, default=None)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--network", default="127.250")
+    parser.add_argument("--real", action="store_true", help="real nodes (needs root)")
+    parser.add_argument("--node-bindir", type=Path, help="testbed/build-node-binaries.sh's")
+    parser.add_argument("--images", type=Path, help="testbed/build-images.sh's index")
     args = parser.parse_args(argv)
     paths = Paths(args.workdir.resolve())
     if args.command in ("up", "serve") and args.bindir is None:
         parser.error("--bindir is required (the last line printed by testbed/build-binaries.sh)")
+    real = None
+    if args.real:
+        if args.node_bindir is None or args.images is None:
+            parser.error("--real needs --node-bindir and --images")
+        real = RealParts(args.node_bindir.resolve(), args.images.resolve())
     if args.command == "up":
-        return up(paths, args.bindir.resolve(), args.nodes, args.network)
+        return up(paths, args.bindir.resolve(), args.nodes, args.network, real)
     if args.command == "serve":
-        return serve(paths, args.bindir.resolve(), args.nodes, args.network)
+        return serve(paths, args.bindir.resolve(), args.nodes, args.network, real)
     if args.command == "down":
         return down(paths)
     return status(paths)

@@ -51,6 +51,13 @@ def pod_state(pod: JSON) -> MemberState:
     return MemberState.STOPPED
 
 
+def ready(found: JSON) -> bool:
+    """A Pod's or a Node's Ready condition is True (a Node's is Unknown once its kubelet stops
+    reporting)."""
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def last_words(message: str) -> str:
     """The end of a container's termination message (its last log lines, with
     FallbackToLogsOnError): the last LAST_WORDS_LINES non-blank lines without Redis' log prefix,
@@ -100,6 +107,7 @@ class KubernetesPlatform:
         self._pods: dict[str, JSON] = {}
         self._statefulsets: dict[str, JSON] = {}
         self._zones: dict[str, str] = {}
+        self._lost_nodes: set[str] = set()
         self._changed = asyncio.Event()
         self.synced = asyncio.Event()
 
@@ -138,7 +146,8 @@ class KubernetesPlatform:
                 runs = (pod["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "")
                 found.append(
                     Member(name, shard, ordinal, address, domain, pod_state(pod), terminating,
-                           revision=runs, target_revision=self._target(shard))
+                           revision=runs, target_revision=self._target(shard),
+                           host_lost=node in self._lost_nodes)
                 )  # fmt: skip
         return found
 
@@ -226,14 +235,22 @@ class KubernetesPlatform:
 
     # --- the watch ----------------------------------------------------------------------------
 
-    async def _zone(self, node: str) -> None:
-        if not node or node in self._zones:
+    async def _node(self, pod: JSON) -> None:
+        """Learn a Pod's Node: its zone once, and whether it is Ready again whenever the Pod is
+        not Ready (the node controller marks every Pod of a NotReady Node so) or its Node was
+        last seen NotReady (the Pods turn Ready again when it is back)."""
+        node = pod["spec"].get("nodeName", "")
+        if not node or (node in self._zones and ready(pod) and node not in self._lost_nodes):
             return
         try:
             found = await self.api.get(f"/api/v1/nodes/{node}")
         except KubernetesError:
             return
         self._zones[node] = (found["metadata"].get("labels") or {}).get(ZONE_LABEL, UNKNOWN)
+        if ready(found):
+            self._lost_nodes.discard(node)
+        else:
+            self._lost_nodes.add(node)
 
     async def _update(self, kind: str, pod: JSON) -> None:
         name = pod["metadata"]["name"]
@@ -241,7 +258,7 @@ class KubernetesPlatform:
             self._pods.pop(name, None)
         else:
             self._pods[name] = pod
-            await self._zone(pod["spec"].get("nodeName", ""))
+            await self._node(pod)
         self._changed.set()
 
     def _pods_path(self) -> tuple[str, dict[str, str]]:

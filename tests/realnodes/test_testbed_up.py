@@ -1,0 +1,109 @@
+"""`python -m redkube.testbed up --real` (what `make testbed-up` runs) as a person uses it: the
+kubeconfig it prints works with plain kubectl on this machine, for `kubectl exec -it` with a TTY,
+`kubectl logs` and `kubectl port-forward`; `down` leaves no process, network namespace, route or
+iptables rule behind. (Its own cluster, beside the session's, on other addresses.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.realnodes.conftest import IMAGES, _built, missing
+from tests.realnodes.test_teardown import machine_state
+from tests.testbed.kube import eventually, is_ready
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: kv}
+spec:
+  securityContext: {runAsUser: 999, runAsGroup: 999, fsGroup: 999}
+  containers:
+  - {name: kv, image: "valkey/valkey:9.1", imagePullPolicy: Never,
+     args: ["--protected-mode", "no"]}
+"""
+
+
+def testbed(*args: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "redkube.testbed", *args, f"--workdir={workdir}"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+
+@pytest.mark.timeout(600)
+def test_testbed_up_real_gives_a_kubeconfig_for_exec_tty_logs_and_port_forward(
+    tmp_path: Path,
+) -> None:
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    bindir, node_bins = _built("build-binaries.sh"), _built("build-node-binaries.sh")
+    before, netns_before = machine_state(), namespaces()
+    workdir = tmp_path / "testbed"
+    up = testbed("up", "--real", f"--bindir={bindir}", f"--node-bindir={node_bins}",
+                 f"--images={IMAGES}", workdir=workdir)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        found = re.search(r"^export KUBECONFIG=(\S+)$", up.stdout, re.M)
+        assert found, up.stdout
+        assert "kubectl exec -it" in up.stdout and "port-forward" in up.stdout, up.stdout
+        env = {**os.environ, "KUBECONFIG": found.group(1)}
+        kubectl = str(bindir / "kubectl")
+
+        def run(*args: str, input: str | None = None) -> str:
+            done = subprocess.run([kubectl, *args], env=env, input=input, capture_output=True,
+                                  text=True, timeout=60, check=False)  # fmt: skip
+            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+            return done.stdout
+
+        nodes = json.loads(run("get", "nodes", "-o", "json"))["items"]
+        assert len(nodes) == 3 and all(is_ready(node) for node in nodes), nodes
+        run("apply", "-f", "-", input=POD)
+        eventually(
+            lambda: is_ready(json.loads(run("get", "pod", "kv", "-o", "json"))), "kv Ready", 120
+        )
+
+        # exec -it: kubectl asks for a TTY, which `script` gives it.
+        tty = subprocess.run(
+            ["script", "-qec", f"{kubectl} exec -it kv -- redis-cli ping", "/dev/null"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert tty.returncode == 0 and "PONG" in tty.stdout, tty.stdout + tty.stderr
+        assert "Ready to accept connections" in run("logs", "kv")
+
+        forward = subprocess.Popen(
+            [kubectl, "port-forward", "pod/kv", ":6379"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert forward.stdout is not None
+            line = forward.stdout.readline()  # Forwarding from 127.0.0.1:NNNNN -> 6379
+            port = re.search(r"127\.0\.0\.1:(\d+)", line)
+            assert port, line
+            ping = subprocess.run(["redis-cli", "-p", port.group(1), "ping"], capture_output=True,
+                                  text=True, timeout=30, check=False)  # fmt: skip
+            assert ping.stdout.strip() == "PONG", ping
+        finally:
+            forward.terminate()
+            forward.wait(timeout=30)
+    finally:
+        down = testbed("down", workdir=workdir)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "test bed stopped" in down.stdout
+    assert namespaces() == netns_before
+    assert machine_state() == before
+    leftover = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+    assert leftover.stdout == "", leftover.stdout
