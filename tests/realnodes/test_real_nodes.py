@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.realnodes.conftest import NODES, RealCluster
-from tests.testbed.kube import eventually, is_ready
+from tests.testbed.kube import container_status, events, eventually, is_ready
 
 JSON = dict[str, Any]
 
@@ -49,6 +49,40 @@ def ready_pod(cluster: RealCluster, namespace: str, name: str) -> JSON | None:
         return None
     pod: JSON = json.loads(done.stdout)
     return pod if is_ready(pod) else None
+
+
+def pod_json(cluster: RealCluster, namespace: str, name: str) -> JSON:
+    done = cluster.cp.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
+    found: JSON = json.loads(done.stdout) if done.returncode == 0 else {}
+    return found
+
+
+class Rollout:
+    """Watches kv's rolling update by repeated looks: the look at which each ordinal's Pod was
+    first seen on the update revision."""
+
+    def __init__(self, cluster: RealCluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.looks = 0
+        self.first_seen: dict[int, int] = {}
+
+    def order(self) -> list[int] | None:
+        """None while the rollout runs; then the ordinals in the order they were updated (Pods
+        first seen updated in one look are put highest ordinal first: their order was not
+        seen)."""
+        self.looks += 1
+        statefulset = json.loads(kubectl(self.cluster, "get", "statefulset", "kv", "-n",
+                                         self.namespace, "-o", "json"))  # fmt: skip
+        target = (statefulset.get("status") or {}).get("updateRevision")
+        pods = json.loads(kubectl(self.cluster, "get", "pods", "-n", self.namespace, "-l",
+                                  "app=kv", "-o", "json"))["items"]  # fmt: skip
+        for pod in pods:
+            if pod["metadata"]["labels"].get("controller-revision-hash") == target:
+                ordinal = int(pod["metadata"]["name"].rsplit("-", 1)[1])
+                self.first_seen.setdefault(ordinal, self.looks)
+        if not (len(pods) == 3 and len(self.first_seen) == 3 and all(map(is_ready, pods))):
+            return None
+        return sorted(self.first_seen, key=lambda o: (self.first_seen[o], -o))
 
 
 @pytest.fixture
@@ -137,6 +171,7 @@ spec:
     metadata: {labels: {app: kv}}
     spec:
       securityContext: {runAsUser: 999, runAsGroup: 999, runAsNonRoot: true, fsGroup: 999}
+      terminationGracePeriodSeconds: 20
       affinity:
         podAntiAffinity:
           requiredDuringSchedulingIgnoredDuringExecution:
@@ -148,6 +183,8 @@ spec:
         imagePullPolicy: IfNotPresent
         args: ["--protected-mode", "no", "--appendonly", "yes"]
         volumeMounts: [{name: data, mountPath: /data}]
+        lifecycle:
+          preStop: {exec: {command: ["sh", "-c", "echo ran >> /data/prestop"]}}
   volumeClaimTemplates:
   - metadata: {name: data}
     spec:
@@ -185,6 +222,31 @@ def test_a_statefulset_spreads_keeps_its_data_and_its_pods_reach_each_other(
     assert again["spec"]["nodeName"] == pods[0]["spec"]["nodeName"], "its volume's node"
     said = kubectl(real_cluster, "exec", "-n", namespace, "kv-0", "--", "redis-cli", "get", "kept")
     assert said.strip() == "yes"
+    said = kubectl(real_cluster, "exec", "-n", namespace, "kv-0", "--", "cat", "/data/prestop")
+    assert said.split() == ["ran"], said  # the preStop hook ran once, before the stop
+
+    # A 4th replica has no node left that required anti-affinity allows: Pending, Unschedulable.
+    kubectl(real_cluster, "scale", "statefulset", "kv", "-n", namespace, "--replicas=4")
+    unschedulable = wait_for(
+        "kv-3 Pending as Unschedulable",
+        lambda: any(
+            c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+            for c in (pod_json(real_cluster, namespace, "kv-3").get("status") or {}).get(
+                "conditions", []
+            )
+        ),
+        60,
+    )
+    assert unschedulable
+    assert pod_json(real_cluster, namespace, "kv-3")["status"]["phase"] == "Pending"
+    kubectl(real_cluster, "scale", "statefulset", "kv", "-n", namespace, "--replicas=3")
+
+    # A rolling update replaces the Pods one at a time, highest ordinal first.
+    kubectl(real_cluster, "patch", "statefulset", "kv", "-n", namespace, "--type=merge", "-p",
+            '{"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}}')  # fmt: skip
+    rollout = Rollout(real_cluster, namespace)
+    order = wait_for("the rolling update", rollout.order, 300)
+    assert order == sorted(order, reverse=True), f"updated in the order {order}"
 
 
 def test_dns_names_and_cluster_ips_resolve_and_route(
@@ -255,3 +317,82 @@ spec:
         f"printf 'PING\\r\\n' | nc -w 2 {cluster_ip} 6379",
     )  # fmt: skip
     assert cluster_ip in said and "+PONG" in said, said
+
+
+FAILING = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: missing-image}
+spec:
+  containers:
+  - {name: c, image: "registry.invalid/redkube/none:1", imagePullPolicy: IfNotPresent}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashing}
+spec:
+  containers:
+  - {name: c, image: "busybox:1.36", imagePullPolicy: IfNotPresent,
+     command: ["sh", "-c", "echo going down; exit 3"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sleep", "600"]
+    readinessProbe: {exec: {command: ["false"]}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sleep", "600"]
+    livenessProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 1}
+"""
+
+
+def test_pull_failures_crash_loops_and_probes_as_a_kubelet_reports_them(
+    real_cluster: RealCluster, namespace: str
+) -> None:
+    """Nothing is pulled here, so an image not imported fails to pull; a crashing command backs
+    off; a failing readiness probe keeps a running Pod unready; a failing liveness probe restarts
+    its container."""
+    kubectl(real_cluster, "apply", "-n", namespace, "-f", "-", input=FAILING)
+
+    def waiting_reason(name: str) -> str:
+        state = container_status(pod_json(real_cluster, namespace, name)).get("state") or {}
+        return str((state.get("waiting") or {}).get("reason", ""))
+
+    wait_for("missing-image ImagePullBackOff",
+             lambda: waiting_reason("missing-image") == "ImagePullBackOff", 120)  # fmt: skip
+    pulled = [e.get("reason") for e in events(real_cluster.cp, namespace, "missing-image")]
+    assert "Failed" in pulled and "BackOff" in pulled, pulled
+    wait_for("crashing CrashLoopBackOff",
+             lambda: waiting_reason("crashing") == "CrashLoopBackOff", 120)  # fmt: skip
+    crashed = container_status(pod_json(real_cluster, namespace, "crashing"))
+    assert crashed["lastState"]["terminated"]["exitCode"] == 3, crashed
+    assert "going down" in kubectl(real_cluster, "logs", "-n", namespace, "crashing", "--previous")
+    wait_for(
+        "unhealthy restarted by its liveness probe",
+        lambda: (
+            container_status(pod_json(real_cluster, namespace, "unhealthy")).get("restartCount", 0)
+            >= 1
+        ),
+        120,
+    )
+    unready = wait_for(
+        "unready running",
+        lambda: (
+            (p := pod_json(real_cluster, namespace, "unready"))
+            and container_status(p).get("state", {}).get("running")
+            and p
+        ),
+    )
+    assert not is_ready(unready)
+    assert container_status(unready).get("restartCount") == 0

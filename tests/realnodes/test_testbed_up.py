@@ -30,7 +30,7 @@ spec:
 """
 
 
-def testbed(*args: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+def run_testbed(*args: str, workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "redkube.testbed", *args, f"--workdir={workdir}"],
         capture_output=True, text=True, timeout=300, check=False,
@@ -52,7 +52,7 @@ def test_testbed_up_real_gives_a_kubeconfig_for_exec_tty_logs_and_port_forward(
     bindir, node_bins = _built("build-binaries.sh"), _built("build-node-binaries.sh")
     before, netns_before = machine_state(), namespaces()
     workdir = tmp_path / "testbed"
-    up = testbed("up", "--real", f"--bindir={bindir}", f"--node-bindir={node_bins}",
+    up = run_testbed("up", "--real", f"--bindir={bindir}", f"--node-bindir={node_bins}",
                  f"--images={IMAGES}", workdir=workdir)  # fmt: skip
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -99,7 +99,7 @@ def test_testbed_up_real_gives_a_kubeconfig_for_exec_tty_logs_and_port_forward(
             forward.terminate()
             forward.wait(timeout=30)
     finally:
-        down = testbed("down", workdir=workdir)
+        down = run_testbed("down", workdir=workdir)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "test bed stopped" in down.stdout
     assert namespaces() == netns_before
