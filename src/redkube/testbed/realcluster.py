@@ -49,8 +49,7 @@ class RealCluster:
         nodes = [RealNode(i, cp, fabric, node_bins, images) for i in range(1, fabric.nodes + 1)]
         cluster = cls(cp, fabric, nodes, cp.workdir / "volumes", 0.0)
         try:
-            cp.start()
-            start_nodes(nodes)
+            start_nodes(nodes, meanwhile=cp.start)
             coredns.install(cp, CLUSTER_DNS)
             provisioner = Provisioner(ApiClient.from_kubeconfig(cp.kubeconfig), cluster.volumes)
             provisioner.ensure_storage_class()

@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,14 +90,19 @@ def remove_machine_leftovers() -> None:
             directory.rmdir()  # only when empty
 
 
-def start_nodes(nodes: Sequence[RealNode]) -> None:
+def start_nodes(nodes: Sequence[RealNode], meanwhile: Callable[[], None] | None = None) -> None:
     """Start the nodes and return once all are Ready. Daemons are started from this thread
     (they get SIGTERM when the thread that started them ends); the image imports, plain `ctr`
-    runs, go in parallel."""
+    runs, go in parallel, with `meanwhile` (the control plane's start: containerd and the
+    imports do not need it, the kubelets do) on this thread."""
     for node in nodes:
         node._start_runtime()
     with ThreadPoolExecutor(len(nodes)) as pool:
-        list(pool.map(RealNode._import_images, nodes))
+        imports = [pool.submit(RealNode._import_images, node) for node in nodes]
+        if meanwhile is not None:
+            meanwhile()
+        for done in imports:
+            done.result()
     kubelets = [node._start_agents() for node in nodes]
     for node, kubelet in zip(nodes, kubelets, strict=True):
         kubelet.wait_until(node._ready, "a Ready Node", NODE_READY_TIMEOUT)
