@@ -114,7 +114,7 @@ def main() -> None:
     else:
         times = [start_once(bindir) for _ in range(args.runs)]
     median = statistics.median(times)
-    kind = "real (CoreDNS included)" if args.real else "simulated"
+    kind = "real (CoreDNS and local-path-provisioner included)" if args.real else "simulated"
     print(
         f"control plane start to {NODES} Ready nodes, {kind}: median {median:.1f}s over "
         f"{args.runs} runs ({', '.join(f'{t:.1f}' for t in times)}); target "

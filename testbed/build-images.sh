@@ -7,8 +7,9 @@
 #   (scripts/build-image.sh, what `make image` runs) on that base.
 # Both are saved as docker-archives under the cache (a node's containerd imports them). The base
 # is built once per Debian suite, package list and CA bundle; the operator image every run.
-# Also pause, busybox, CoreDNS, redis:7.0, valkey/valkey:9.0 and :9.1, the servers laid out as
-# the official images (see server_image). $CACHE/index lists each archive with its names.
+# Also pause, busybox, CoreDNS, local-path-provisioner, redis:7.0, valkey/valkey:9.0 and :9.1,
+# the servers laid out as the official images (see server_image). $CACHE/index lists each
+# archive with its names.
 # Needs root, gcc, buildah, mmdebstrap and busybox-static (.ci/run installs them). Prints the
 # index's path.
 set -eu
@@ -168,6 +169,16 @@ cp "$coredns" "$work/coredns/coredns"
 printf 'root:x:0:0:root:/:/coredns\nnobody:x:65534:65534:nobody:/:/coredns\n' >"$work/coredns/etc/passwd"
 from_rootfs localhost/coredns "$work/coredns" --entrypoint '["/coredns"]' --port 53/udp --port 53/tcp
 save localhost/coredns registry.k8s.io/coredns/coredns:v1.15.0
+
+# local-path-provisioner, the binary testbed/build-local-path.sh builds (cached), the dynamic
+# volume provisioner; busybox beside it (its setup/teardown scripts run in busybox helper Pods).
+local_path=$(testbed/build-local-path.sh)/local-path-provisioner
+busybox_tree "$work/local-path"
+mkdir -p "$work/local-path/usr/bin"
+cp "$local_path" "$work/local-path/usr/bin/local-path-provisioner"
+from_rootfs localhost/local-path-provisioner "$work/local-path" --cmd local-path-provisioner \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+save localhost/local-path-provisioner docker.io/rancher/local-path-provisioner:v0.0.30
 
 # The operator, from the project's Dockerfile.
 scripts/build-image.sh "$OPERATOR" "BASE=$base" >&2

@@ -1,9 +1,10 @@
 """A control plane with 3 real nodes (kubelet, containerd, runc, CNI bridge, kube-proxy), each in
-its own network namespace on one bridge, the images from testbed/build-images.sh imported; and
-the test bed's volume provisioner for the default StorageClass."""
+its own network namespace on one bridge, the images from testbed/build-images.sh imported;
+CoreDNS, and local-path-provisioner for the default StorageClass."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from redkube.testbed.fabric import Fabric
 from redkube.testbed.realcluster import RealCluster
 from tests.charts.test_helm_chart import CHART, Helm, helm  # noqa: F401 (the fixture)
+from tests.testbed.kube import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = (
@@ -70,6 +72,18 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         cluster.stop()
 
 
+def lease_holder(cluster: RealCluster) -> str | None:
+    """The operator Pod holding the Lease, if it is one of the running ones."""
+    lease = cluster.cp.kubectl("get", "lease", "redkube-operator", "-n", OPERATOR_NAMESPACE,
+                               "-o", "json", check=False)  # fmt: skip
+    pods = cluster.cp.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
+    if lease.returncode != 0 or pods.returncode != 0:
+        return None
+    holder = json.loads(lease.stdout)["spec"].get("holderIdentity")
+    names = {pod["metadata"]["name"] for pod in json.loads(pods.stdout)["items"]}
+    return holder if holder in names else None
+
+
 @pytest.fixture
 def operator_in_pods(real_cluster: RealCluster, helm: Helm) -> Iterator[None]:  # noqa: F811
     """The operator as users install it: `helm install charts/redkube` (two replicas, leader
@@ -81,6 +95,8 @@ def operator_in_pods(real_cluster: RealCluster, helm: Helm) -> Iterator[None]:  
         kubeconfig=real_cluster.cp.kubeconfig, check=False, timeout=240,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
+    # A Lease left by an earlier install names a Pod that is gone until it expires.
+    eventually(lambda: lease_holder(real_cluster), "an operator Pod holding the Lease", 180)
     try:
         yield
     finally:

@@ -1,6 +1,7 @@
 """A whole test-bed cluster on real nodes: the fabric (network namespaces on one bridge), a
 control plane serving on it, the nodes (kubelet, containerd, kube-proxy) with the images
-imported, CoreDNS, and the test bed's volume provisioner for the default StorageClass.
+imported, CoreDNS, and rancher's local-path-provisioner for the default StorageClass (each
+node's volumes under `volumes/<node>`).
 
 `RealCluster.start` returns once every Node is Ready; `stop` leaves nothing behind (processes,
 mounts, cgroups, namespaces, links, routes). Used by the test session and by
@@ -9,16 +10,13 @@ mounts, cgroups, namespaces, links, routes). Used by the test session and by
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from redkube.testbed import coredns
-from redkube.testbed.apiclient import ApiClient
+from redkube.testbed import coredns, localpath
 from redkube.testbed.controlplane import ControlPlane
 from redkube.testbed.fabric import Fabric
-from redkube.testbed.provisioner import Provisioner
 from redkube.testbed.realnodes import (
     CLUSTER_DNS,
     RealNode,
@@ -34,7 +32,6 @@ class RealCluster:
     nodes: list[RealNode]
     volumes: Path
     started_in: float
-    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def start(
@@ -51,9 +48,7 @@ class RealCluster:
         try:
             start_nodes(nodes, meanwhile=cp.start)
             coredns.install(cp, CLUSTER_DNS)
-            provisioner = Provisioner(ApiClient.from_kubeconfig(cp.kubeconfig), cluster.volumes)
-            provisioner.ensure_storage_class()
-            threading.Thread(target=provisioner.run, args=(cluster._stopping,), daemon=True).start()
+            localpath.install(cp, {node.name: cluster.volumes / node.name for node in nodes})
         except BaseException:
             cluster.stop()
             raise
@@ -61,7 +56,6 @@ class RealCluster:
         return cluster
 
     def stop(self) -> None:
-        self._stopping.set()
         for node in self.nodes:
             node.stop()
         remove_machine_leftovers()
