@@ -111,6 +111,7 @@ def test_every_archive_for_the_nodes_names_its_image() -> None:
             "registry.k8s.io/pause:3.10.1",
             "docker.io/library/busybox:1.36",
             "registry.k8s.io/coredns/coredns:v1.15.0",
+            "docker.io/rancher/local-path-provisioner:v0.0.30",
             *SERVERS,
         ]
     )
