@@ -6,11 +6,11 @@ import pytest
 
 from redkube.admin.observing import rewriting_aof
 from redkube.admin.replies import (
+    clients_in_wait,
     master_link_up,
     parse_cluster_nodes,
     parse_info,
     parse_node_line,
-    replicas_caught_up,
     replicating_from,
     replication_offset,
     server_version,
@@ -306,19 +306,25 @@ def test_a_replica_rewrites_its_aof_only_while_a_child_works_on_it(
     assert rewriting_aof(fields) is rewriting
 
 
-def test_replicas_caught_up_compares_each_online_replicas_acked_offset() -> None:
-    def info(*replicas: str) -> dict[str, str]:
-        lines = ["role:master", "master_repl_offset:500"]
-        lines += [f"slave{i}:{r}" for i, r in enumerate(replicas)]
-        return parse_info("\r\n".join(lines))
+# CLIENT LIST from Redis 7.0.15: a client blocked in WAIT, one held by CLIENT PAUSE WRITE with
+# its SET, and the asking one (Valkey 9.1's adds fields, with the same flags and cmd).
+CLIENT_LIST = """\
+id=3 addr=127.0.0.1:52524 laddr=127.68.0.1:6390 fd=7 name= age=0 idle=0 flags=b db=0 sub=0 \
+psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=20474 argv-mem=9 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 \
+omem=0 tot-mem=22305 events=r cmd=wait user=default redir=-1 resp=2
+id=5 addr=127.0.0.1:52538 laddr=127.68.0.1:6390 fd=8 name= age=0 idle=0 flags=b db=0 sub=0 \
+psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=20474 argv-mem=5 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 \
+omem=0 tot-mem=22301 events=r cmd=set user=default redir=-1 resp=2
+id=6 addr=127.0.0.1:58408 laddr=127.68.0.1:6390 fd=9 name= age=0 idle=0 flags=N db=0 sub=0 \
+psub=0 ssub=0 multi=-1 qbuf=26 qbuf-free=20448 argv-mem=10 multi-mem=0 rbs=16384 rbp=16384 \
+obl=0 oll=0 omem=0 tot-mem=37658 events=r cmd=client|list user=default redir=-1 resp=2
+"""
 
-    assert replicas_caught_up(info("ip=127.0.0.2,port=6379,state=online,offset=500,lag=0"))
-    assert not replicas_caught_up(
-        info(
-            "ip=127.0.0.2,port=6379,state=online,offset=500,lag=0",
-            "ip=127.0.0.3,port=6379,state=online,offset=420,lag=0",
-        )
+
+def test_clients_in_wait_counts_those_blocked_in_wait_not_those_paused() -> None:
+    assert clients_in_wait(CLIENT_LIST) == 1
+    released = CLIENT_LIST.replace(
+        "fd=7 name= age=0 idle=0 flags=b", "fd=7 name= age=0 idle=0 flags=N"
     )
-    # A replica still loading its first sync acknowledges nothing a WAIT counts on.
-    assert replicas_caught_up(info("ip=127.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0"))
-    assert replicas_caught_up(info())
+    assert clients_in_wait(released) == 0  # its WAIT answered: no longer blocked
+    assert clients_in_wait("") == 0

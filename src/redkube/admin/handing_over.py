@@ -6,11 +6,12 @@ operation, instance state changed (master -> replica?)". A master paused for wri
 failover pauses it, asks its replicas for no acknowledgement, so a WAIT that came just before is
 released only by the replica's once-a-second ack, and a failover is faster than that.
 
-So the master is first paused for writes (the pause ends by itself if we go away), until every
-online replica has acknowledged its whole stream: no WAIT is left blocked. Then the failover, and
-the pause is lifted: the writes it held are then answered with MOVED to the new master, which
-clients follow. The server keeps paused clients through the role change; only clients blocked in
-WAIT (or on keys) are cut off.
+So the master is first paused for writes (the pause ends by itself if we go away), until no
+client is blocked in WAIT any more (CLIENT LIST): most often at once; else when the replicas'
+next acknowledgement releases them. Then the failover, and the pause is lifted: the writes it
+held are then answered with MOVED to the new master, which clients follow. The server keeps
+paused clients through the role change; only clients blocked in WAIT (or on keys) are cut off.
+The pause then lasts about as long as the failover's own, unless a WAIT was waiting.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 from redkube.admin.connections import AdminError, ClientPool
-from redkube.admin.replies import parse_info, replicas_caught_up, replicating_from
+from redkube.admin.replies import clients_in_wait, parse_info, replicating_from
 from redkube.model.addresses import Address
 
 # Longer than draining plus the failover's own confirmation, so the pause cannot end mid-failover;
 # short enough that writes come back by themselves if the operator dies in between.
 PAUSE_MS = 12_000
-# Replicas acknowledge once a second by themselves; a replica that has not caught up by then is
-# left to the failover's own catch-up.
-DRAIN_TIMEOUT_S = 2.5
+# Replicas acknowledge once a second by themselves; a WAIT still blocked after that waits on a
+# replica that is behind, left to the failover's own catch-up.
+DRAIN_TIMEOUT_S = 1.5
 POLL_INTERVAL_S = 0.02
 
 
@@ -62,7 +63,6 @@ async def _pause_writes(master: Address, pool: ClientPool) -> bool:
 async def _drain_waits(master: Address, pool: ClientPool) -> None:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        info = parse_info(await pool.client(master).text("INFO", "replication"))
-        if replicas_caught_up(info):
+        if clients_in_wait(await pool.client(master).text("CLIENT", "LIST")) == 0:
             return
         await asyncio.sleep(POLL_INTERVAL_S)

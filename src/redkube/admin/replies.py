@@ -79,18 +79,15 @@ def replicating_from(info: Mapping[str, str]) -> Address | None:
     return Address(host, int(port))
 
 
-def replicas_caught_up(info: Mapping[str, str]) -> bool:
-    """Whether every online replica has acknowledged the master's whole replication stream
-    (INFO's ``slaveN:...,state=online,offset=N`` against ``master_repl_offset``): then no client
-    waits in WAIT for them any more."""
-    target = int(info.get("master_repl_offset", "0") or 0)
-    for key, value in info.items():
-        if not (key.startswith("slave") and key[5:].isdigit()):
-            continue
-        fields = dict(part.partition("=")[::2] for part in value.split(","))
-        if fields.get("state") == "online" and int(fields.get("offset", "0") or 0) < target:
-            return False
-    return True
+def clients_in_wait(client_list: str) -> int:
+    """How many clients CLIENT LIST shows blocked (flag ``b``) in WAIT or WAITAOF. A client
+    held by CLIENT PAUSE is blocked too, but its last command is the write it waits to run."""
+    count = 0
+    for line in client_list.splitlines():
+        fields = dict(part.partition("=")[::2] for part in line.split())
+        if "b" in fields.get("flags", "") and fields.get("cmd") in ("wait", "waitaof"):
+            count += 1
+    return count
 
 
 def server_version(info: Mapping[str, str]) -> str:
