@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from redkube.admin.executing import execute
 from redkube.model.actions import Failover, FailoverMode
 from redkube.model.addresses import Address
 from tests.clusters import wait_for
+from tests.writers import Background
 
 HOSTS = ("127.67.0.1", "127.67.0.2")
 PORT = 6379
@@ -91,23 +91,15 @@ def _linked(client: redis.Redis) -> bool:
     return client.info("replication").get("master_link_status") == "up"
 
 
-class WaitWriter:
+class WaitWriter(Background):
     """SET then WAIT 1 in one pipeline on one connection to whichever node is master; MOVED
     sends it to the other node. Counts failed commands; keeps the acknowledged keys."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.acknowledged: dict[str, str] = {}
         self.failed: list[str] = []
         self.moved = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         deadline = time.monotonic() + 300
@@ -167,7 +159,7 @@ def test_graceful_failovers_under_wait_writes_fail_no_command(
     try:
         asyncio.run(hand_back_and_forth())
     finally:
-        writer.stop()
+        writer.halt()
 
     assert writer.failed == [], writer.failed[:5]
     assert writer.moved >= HANDOVERS, writer.moved  # the writer followed every hand-over

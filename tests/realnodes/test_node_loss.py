@@ -20,9 +20,10 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from tests.acked_writers import AckedWriter
+from tests.checks import assert_keys
 from tests.operator.test_kubectl_workflow import password
 from tests.realnodes.conftest import OPERATOR_NAMESPACE, RealCluster
-from tests.realnodes.test_operator_in_a_pod import deploy_shop, status
+from tests.realnodes.test_operator_in_a_pod import deploy_shop, shop_ready, status
 from tests.realnodes.test_real_nodes import kubectl, wait_for
 
 NAMESPACE = "lost"
@@ -112,7 +113,8 @@ def test_a_node_cut_off_fails_over_is_named_in_the_status_and_heals_when_back(
             assert AckedWriter._set_and_wait(client, key, str(n)) >= 1, key
             acknowledged[key] = str(n)
         client.close()
-        cluster.fabric.cut(int(victim.rsplit("-", 1)[1]))
+        victim_index = int(victim.rsplit("-", 1)[1])
+        cluster.fabric.cut(victim_index)
         cut = time.monotonic()
         try:
             wait_for(
@@ -128,11 +130,10 @@ def test_a_node_cut_off_fails_over_is_named_in_the_status_and_heals_when_back(
             )
             served = time.monotonic() - cut
             client = RedisCluster(
-                startup_nodes=[ClusterNode(ip, 6379) for ip in survivors], password=secret
-            )
-            assert {key: client.get(key) for key in acknowledged} == {
-                key: value.encode() for key, value in acknowledged.items()
-            }
+                startup_nodes=[ClusterNode(ip, 6379) for ip in survivors], password=secret,
+                decode_responses=True,
+            )  # fmt: skip
+            assert_keys(client, acknowledged)
             client.close()
             message = wait_for(
                 f"the status to name {victim} and its Pods {on_victim}",
@@ -150,14 +151,13 @@ def test_a_node_cut_off_fails_over_is_named_in_the_status_and_heals_when_back(
                 f"named it after {time.monotonic() - cut:.1f}s: {message}"
             )
         finally:
-            cluster.fabric.mend(int(victim.rsplit("-", 1)[1]))
+            cluster.fabric.mend(victim_index)
 
         wait_for(
             "shop Ready with 6/6 nodes after the link is mended",
-            lambda: (s := status(cluster, NAMESPACE)).get("phase") == "Ready"
-            and s.get("readyNodes") == "6/6",
+            lambda: shop_ready(cluster, NAMESPACE),
             420,
-        )  # fmt: skip
+        )
         pods = shop_pods(cluster)
         by_name = {p["name"]: p for p in pods}
         # The old master came back as a replica; the operator then spreads the masters over the
@@ -171,11 +171,10 @@ def test_a_node_cut_off_fails_over_is_named_in_the_status_and_heals_when_back(
         assert "[OK] All 16384 slots covered." in check.stdout, check.stdout
         assert "[ERR]" not in check.stdout and "[WARNING]" not in check.stdout, check.stdout
         client = RedisCluster(
-            startup_nodes=[ClusterNode(p["ip"], 6379) for p in pods], password=secret
-        )
-        assert {key: client.get(key) for key in acknowledged} == {
-            key: value.encode() for key, value in acknowledged.items()
-        }
+            startup_nodes=[ClusterNode(p["ip"], 6379) for p in pods], password=secret,
+            decode_responses=True,
+        )  # fmt: skip
+        assert_keys(client, acknowledged)
         client.close()
     finally:
         cluster.cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)

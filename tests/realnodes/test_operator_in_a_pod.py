@@ -23,6 +23,12 @@ def status(cluster: RealCluster, namespace: str) -> dict[str, object]:
     return found
 
 
+def shop_ready(cluster: RealCluster, namespace: str) -> bool:
+    """The status says Ready with all 6 nodes healthy."""
+    found = status(cluster, namespace)
+    return found.get("phase") == "Ready" and found.get("readyNodes") == "6/6"
+
+
 def pod_ips(cluster: RealCluster, namespace: str) -> dict[str, str]:
     listed = kubectl(
         cluster, "get", "pods", "-n", namespace, "-l", "redkube.io/cluster=shop", "-o", "json"
@@ -49,12 +55,7 @@ def deploy_shop(cluster: RealCluster, namespace: str) -> float:
         cluster, "apply", "-n", namespace, "-f", "-",
         input=CLUSTER % {"image": "valkey/valkey:9.1"},
     )  # fmt: skip
-    wait_for(
-        "shop Ready with 6/6 nodes",
-        lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
-        and s.get("readyNodes") == "6/6",
-        420,
-    )  # fmt: skip
+    wait_for("shop Ready with 6/6 nodes", lambda: shop_ready(cluster, namespace), 420)
     return time.monotonic() - applied
 
 
@@ -119,9 +120,7 @@ def test_helm_installed_operator_runs_the_kubectl_workflow(
         time.sleep(1)
         wait_for(
             f"healed after {master} was deleted",
-            lambda: (s := status(cluster, namespace)).get("phase") == "Ready"
-            and s.get("readyNodes") == "6/6"
-            and ready_pod(cluster, namespace, master),
+            lambda: shop_ready(cluster, namespace) and ready_pod(cluster, namespace, master),
             300,
         )  # fmt: skip
         ips = pod_ips(cluster, namespace)
