@@ -30,7 +30,17 @@ for tool in buildah mmdebstrap gcc /bin/busybox; do
     }
 done
 
-key=$({ echo "$SUITE $PACKAGES"; cat "$CA"; } | sha256sum | cut -c1-12)
+# Slim: no Recommends (they bring all of perl), no usrmerge (merged /usr from the start, which
+# also needs perl), no docs, man pages or translations: 129 MB instead of 225 MB, imported into
+# every node's containerd at start.
+SLIM="--aptopt=APT::Install-Recommends \"false\"
+--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+--dpkgopt=path-exclude=/usr/share/doc/*
+--dpkgopt=path-include=/usr/share/doc/*/copyright
+--dpkgopt=path-exclude=/usr/share/locale/*
+--dpkgopt=path-exclude=/usr/share/man/*
+--dpkgopt=path-exclude=/usr/share/info/*"
+key=$({ echo "$SUITE $PACKAGES $SLIM"; cat "$CA"; } | sha256sum | cut -c1-12)
 base=localhost/redkube-python:3.11-$key
 mkdir -p "$CACHE"
 base_archive=$CACHE/python-base-$key.tar
@@ -42,7 +52,9 @@ if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
         work=$(mktemp -d)
         trap 'rm -rf "$work"' EXIT
         echo "build-images: Debian $SUITE with $PACKAGES (about a minute)" >&2
-        mmdebstrap --quiet --variant=minbase --include="$PACKAGES" "$SUITE" "$work/rootfs.tar"
+        printf '%s\n' "$SLIM" | tr '\n' '\0' \
+            | xargs -0 mmdebstrap --quiet --variant=minbase --include="$PACKAGES" "$SUITE" \
+                "$work/rootfs.tar"
         printf '[global]\ncert = %s\n' "$CA" >"$work/pip.conf"
         container=$(buildah from scratch)
         buildah add "$container" "$work/rootfs.tar" / >/dev/null

@@ -1,75 +1,20 @@
-"""A control plane with 3 real nodes (kubelet, containerd, runc, CNI bridge, kube-proxy), each in
-its own network namespace on one bridge, the images from testbed/build-images.sh imported;
-CoreDNS, and local-path-provisioner for the default StorageClass."""
+"""The operator installed as users install it, on the session's real cluster
+(tests/testbed/fixtures.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from redkube.testbed.fabric import Fabric
-from redkube.testbed.realcluster import RealCluster
+from testbed.realcluster import RealCluster
 from tests.charts.test_helm_chart import CHART, Helm, helm  # noqa: F401 (the fixture)
 from tests.testbed.kube import eventually
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGES = (
-    Path(os.environ.get("REDKUBE_IMAGE_CACHE", Path.home() / ".cache" / "redkube" / "images"))
-    / "index"
-)
-NODES = 3
 OPERATOR_NAMESPACE = "redkube-system"
 # The operator image testbed/build-images.sh builds from the Dockerfile, on every node.
 OPERATOR_IMAGE, OPERATOR_TAG = "localhost/redkube-operator", "dev"
-
-
-def _built(script: str) -> Path:
-    done = subprocess.run(
-        [str(ROOT / "testbed" / script)], capture_output=True, text=True, timeout=1800,
-        check=False, env={**os.environ, "PATH": f"{os.environ['PATH']}:/usr/local/go/bin"},
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"{script} exited with {done.returncode}:\n{done.stderr[-3000:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-def missing() -> str | None:
-    if os.geteuid() != 0:
-        return "real nodes need root"
-    for tool in ("runc", "iptables", "nsenter"):
-        if shutil.which(tool) is None:
-            return f"{tool} is missing (apt-get install runc iptables util-linux)"
-    if not Path("/usr/lib/cni/bridge").exists():
-        return "the CNI plugins are missing (apt-get install containernetworking-plugins)"
-    if not IMAGES.exists():
-        return f"no images at {IMAGES} (make testbed-images)"
-    return None
-
-
-@pytest.fixture(scope="session")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    reason = missing()
-    if reason and not os.environ.get("REDKUBE_REQUIRE_ALL_SERVERS"):
-        pytest.skip(reason)
-    assert reason is None, reason
-    bindir, node_bins = _built("build-binaries.sh"), _built("build-node-binaries.sh")
-    cluster = RealCluster.start(
-        tmp_path_factory.mktemp("real-cp"), bindir, node_bins, IMAGES, Fabric(NODES)
-    )
-    print(
-        f"\ncontrol plane and {NODES} real nodes Ready in {cluster.started_in:.1f}s "
-        f"(control plane {cluster.cp.start_seconds or 0:.1f}s; CoreDNS included)"
-    )
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def lease_holder(cluster: RealCluster) -> str | None:

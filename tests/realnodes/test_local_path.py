@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from redkube.testbed import localpath
-from redkube.testbed.realcluster import RealCluster
+from testbed import localpath
+from testbed.realcluster import RealCluster
 from tests.testbed.kube import eventually
 
 JSON = dict[str, Any]

@@ -19,10 +19,11 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
+from testbed.realcluster import RealCluster
 from tests.acked_writers import AckedWriter
 from tests.checks import assert_keys
 from tests.operator.test_kubectl_workflow import password
-from tests.realnodes.conftest import OPERATOR_NAMESPACE, RealCluster
+from tests.realnodes.conftest import OPERATOR_NAMESPACE
 from tests.realnodes.test_operator_in_a_pod import deploy_shop, shop_ready, status
 from tests.realnodes.test_real_nodes import kubectl, wait_for
 
@@ -84,9 +85,14 @@ def test_a_node_cut_off_fails_over_is_named_in_the_status_and_heals_when_back(
     try:
         deploy_shop(cluster, NAMESPACE)
         secret = password(cluster.cp, NAMESPACE)
+
+        def masters_by_node() -> dict[str, dict[str, str]]:
+            return {p["node"]: p for p in shop_pods(cluster) if role(p["ip"], secret) == "master"}
+
+        # One master per node: Ready comes first, spreading the masters may follow it.
+        masters = wait_for("one master per node", lambda: (m := masters_by_node()) and
+                           len(m) == 3 and m, 120)  # fmt: skip
         pods = shop_pods(cluster)
-        masters = {p["node"]: p for p in pods if role(p["ip"], secret) == "master"}
-        assert len(masters) == 3, masters  # one master per node
 
         # Cut a node that holds a master but not the operator's leader (its standby may be there).
         lease = kubectl(

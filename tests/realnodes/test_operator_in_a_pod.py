@@ -12,8 +12,9 @@ import time
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from testbed.realcluster import RealCluster
 from tests.operator.test_kubectl_workflow import CLUSTER, password
-from tests.realnodes.conftest import OPERATOR_NAMESPACE, RealCluster
+from tests.realnodes.conftest import OPERATOR_NAMESPACE
 from tests.realnodes.test_real_nodes import kubectl, ready_pod, wait_for
 
 

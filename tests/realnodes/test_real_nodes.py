@@ -5,14 +5,14 @@ work through the kubelets."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from typing import Any
 
 import pytest
 
-from tests.realnodes.conftest import NODES, RealCluster
+from testbed.realcluster import RealCluster
+from tests.testbed.fixtures import NODES
 from tests.testbed.kube import container_status, events, eventually, is_ready
 
 JSON = dict[str, Any]
@@ -83,21 +83,6 @@ class Rollout:
         if not (len(pods) == 3 and len(self.first_seen) == 3 and all(map(is_ready, pods))):
             return None
         return sorted(self.first_seen, key=lambda o: (self.first_seen[o], -o))
-
-
-@pytest.fixture
-def namespace(real_cluster: RealCluster, request: pytest.FixtureRequest) -> Any:
-    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
-    name = "rn-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + "-" + digest
-    kubectl(real_cluster, "create", "namespace", name)
-    wait_for(
-        "the namespace's default ServiceAccount",
-        lambda: real_cluster.cp.kubectl(
-            "get", "serviceaccount", "default", "-n", name, check=False
-        ).returncode == 0,
-    )  # fmt: skip
-    yield name
-    real_cluster.cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_three_real_nodes_with_zones_and_containerd(real_cluster: RealCluster) -> None:

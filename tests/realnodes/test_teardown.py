@@ -5,18 +5,15 @@ node, a Pod with a volume and a claim on it)."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane
-from redkube.testbed.apiclient import ApiClient
-from redkube.testbed.fabric import Fabric
-from redkube.testbed.provisioner import Provisioner
-from redkube.testbed.realnodes import RealNode, remove_machine_leftovers
-from tests.realnodes.conftest import IMAGES, _built, missing
+from testbed import ControlPlane, localpath
+from testbed.fabric import Fabric
+from testbed.realnodes import RealNode, remove_machine_leftovers
+from tests.testbed.fixtures import IMAGES, built, missing
 
 POD = """\
 apiVersion: v1
@@ -54,23 +51,19 @@ def test_stopping_a_real_node_and_its_fabric_leaves_nothing(tmp_path: Path) -> N
     if reason:
         pytest.skip(reason)
     before = machine_state()
-    bindir, node_bins = _built("build-binaries.sh"), _built("build-node-binaries.sh")
+    bindir, node_bins = built("build-binaries.sh"), built("build-node-binaries.sh")
     fabric = Fabric(1, prefix="10.253", pods="10.245")  # beside the session's real cluster
     fabric.create()
     cp = ControlPlane(tmp_path / "cp", bindir, host=fabric.host_ip)
     node = RealNode(1, cp, fabric, node_bins, IMAGES)
-    stop = threading.Event()
     try:
         cp.start()
         node.start()
-        provisioner = Provisioner(ApiClient.from_kubeconfig(cp.kubeconfig), tmp_path / "volumes")
-        provisioner.ensure_storage_class()
-        threading.Thread(target=provisioner.run, args=(stop,), daemon=True).start()
+        localpath.install(cp, {node.name: tmp_path / "volumes" / node.name})
         cp.kubectl("apply", "-f", "-", input=POD)
         cp.kubectl("wait", "--for=condition=Ready", "pod/held", "--timeout=120s", timeout=150)
         assert node.leftovers(), "a running node has processes, mounts and cgroups"
     finally:
-        stop.set()
         node.stop()
         remove_machine_leftovers()
         cp.stop()

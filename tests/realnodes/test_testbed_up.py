@@ -1,4 +1,4 @@
-"""`python -m redkube.testbed up --real` (what `make testbed-up` runs) as a person uses it: the
+"""`python -m testbed up` (what `make testbed-up` runs) as a person uses it: the
 kubeconfig it prints works with plain kubectl on this machine, for `kubectl exec -it` with a TTY,
 `kubectl logs` and `kubectl port-forward`; `down` leaves no process, network namespace, route or
 iptables rule behind. (Its own cluster, beside the session's, on other addresses.)"""
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from redkube.testbed.__main__ import REAL_FABRIC, REAL_PODS
-from tests.realnodes.conftest import IMAGES, _built, missing
+from testbed.__main__ import REAL_FABRIC, REAL_PODS
 from tests.realnodes.test_teardown import machine_state
+from tests.testbed.fixtures import IMAGES, ROOT, built, missing
 from tests.testbed.kube import eventually, is_ready
 
 POD = """\
@@ -33,8 +33,8 @@ spec:
 
 def run_testbed(*args: str, workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "redkube.testbed", *args, f"--workdir={workdir}"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, "-m", "testbed", *args, f"--workdir={workdir}"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
     )  # fmt: skip
 
 
@@ -68,14 +68,18 @@ def test_testbed_up_real_gives_a_kubeconfig_for_exec_tty_logs_and_port_forward(
     reason = missing()
     if reason:
         pytest.skip(reason)
-    bindir, node_bins = _built("build-binaries.sh"), _built("build-node-binaries.sh")
+    bindir, node_bins = built("build-binaries.sh"), built("build-node-binaries.sh")
     before = ours(machine_state())
     assert fabric_namespaces(REAL_FABRIC) == set(), "a test bed runs already"
     workdir = tmp_path / "testbed"
-    up = run_testbed("up", "--real", f"--bindir={bindir}", f"--node-bindir={node_bins}",
-                 f"--images={IMAGES}", workdir=workdir)  # fmt: skip
+    parts = (f"--bindir={bindir}", f"--node-bindir={node_bins}", f"--images={IMAGES}")
+    assert run_testbed("status", workdir=workdir).returncode == 3
+    up = run_testbed("up", *parts, workdir=workdir)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        assert run_testbed("status", workdir=workdir).returncode == 0
+        again = run_testbed("up", *parts, workdir=workdir)
+        assert again.returncode == 0 and "already running" in again.stdout, again.stdout
         found = re.search(r"^export KUBECONFIG=(\S+)$", up.stdout, re.M)
         assert found, up.stdout
         assert "kubectl exec -it" in up.stdout and "port-forward" in up.stdout, up.stdout
@@ -124,6 +128,7 @@ def test_testbed_up_real_gives_a_kubeconfig_for_exec_tty_logs_and_port_forward(
         down = run_testbed("down", workdir=workdir)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "test bed stopped" in down.stdout
+    assert run_testbed("status", workdir=workdir).returncode == 3
     assert created & namespaces() == set()
     assert ours(machine_state()) == before
     leftover = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 
 JSON = dict[str, Any]
 T = TypeVar("T")

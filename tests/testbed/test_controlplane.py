@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane, ControlPlaneError
-from redkube.testbed.processes import pid_alive
-from tests.testbed.fixtures import pod_network
+from testbed import ControlPlane, ControlPlaneError
+from testbed.processes import pid_alive
 from tests.testbed.kube import eventually as poll_until
 
 KUBE_VERSION = "v1.36.3"
@@ -165,41 +163,3 @@ def test_failed_start_names_the_component_and_stops_the_rest(bindir: Path, tmp_p
     assert "flag provided but not defined" in message  # the log's last lines
     assert set(cp.pids) == {"etcd", "kube-apiserver"}
     assert not any(pid_alive(pid) for pid in cp.pids.values())
-
-
-def _processes_rooted_under(directory: Path) -> list[int]:
-    """Pids whose root directory (their container's chroot) lies under `directory`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            root = os.readlink(proc / "root")
-        except OSError:
-            continue
-        if root.startswith(str(directory)):
-            found.append(int(proc.name))
-    return found
-
-
-def test_stop_with_a_node_leaves_no_pod_process(bindir: Path, tmp_path: Path) -> None:
-    cp = ControlPlane(tmp_path / "cp", bindir, nodes=1, network=pod_network(offset=1))
-    with cp:
-        assert "node-agent" in cp.pids
-        cp.kubectl("run", "sleeper", "--image=busybox", "--restart=Never", "--", "sleep", "3600")
-        eventually(
-            lambda: (
-                cp.kubectl("get", "pod", "sleeper", "-o", "jsonpath={.status.phase}").stdout
-                == "Running"
-            ),
-            "the Pod runs",
-        )
-        # Running is reported once the container's process is spawned; it chroots a moment later,
-        # after its mounts are set up.
-        containers = eventually(
-            lambda: _processes_rooted_under(cp.workdir), "a process chrooted under the workdir"
-        )
-        pids = cp.pids
-    alive = {name: pid for name, pid in pids.items() if pid_alive(pid)}
-    assert not alive, f"still running after stop(): {alive}"
-    assert not [pid for pid in containers if pid_alive(pid)]

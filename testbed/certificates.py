@@ -52,8 +52,6 @@ class Certificates:
     scheduler: KeyPair
     controller_manager_serving: KeyPair
     scheduler_serving: KeyPair
-    node_agent: KeyPair
-    kubelet_serving: KeyPair
     service_account_key: Path
     service_account_pub: Path
 
@@ -145,12 +143,9 @@ def issue(
     return pair
 
 
-def generate(
-    directory: Path, kubelet_ips: tuple[str, ...] = (), apiserver_ips: tuple[str, ...] = ()
-) -> Certificates:
+def generate(directory: Path, apiserver_ips: tuple[str, ...] = ()) -> Certificates:
     """Make the whole PKI in `directory` (created if missing).
 
-    `kubelet_ips` are the node agent's addresses, for its kubelet API serving certificate;
     `apiserver_ips` more addresses the apiserver serves on (besides loopback and its Service's).
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -199,21 +194,6 @@ def generate(
             "kube-scheduler",
             dns=("localhost",),
             ips=serving_ips,
-        ),
-        node_agent=issue(
-            directory,
-            ca,
-            "node-agent",
-            "redkube-testbed-node-agent",
-            o="system:masters",
-            client=True,
-        ),
-        kubelet_serving=issue(
-            directory,
-            ca,
-            "kubelet-serving",
-            "redkube-testbed-kubelet",
-            ips=kubelet_ips or serving_ips,
         ),
         service_account_key=sa_key,
         service_account_pub=sa_pub,

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 
-from redkube.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 IMAGE = "docker.io/rancher/local-path-provisioner:v0.0.30"
 HELPER_IMAGE = "busybox:1.36"

@@ -1,11 +1,11 @@
-"""`python -m redkube.testbed up|down|status`: a test-bed cluster for a person to use.
+"""`python -m testbed up|down|status`: a test-bed cluster for a person to use.
 
-up      start a control plane and its nodes in the background (a fresh cluster each time),
-        wait until its Nodes are Ready, print the kubeconfig path and how to use it; with
-        --real, real nodes (kubelet, containerd, kube-proxy, CoreDNS in network namespaces;
-        needs root), else the simulated node agent
-down    stop it: every component and every Pod; real nodes leave no process, mount, cgroup,
-        network namespace or iptables rule behind
+up      start a control plane and its real nodes (kubelet, containerd, kube-proxy in network
+        namespaces; CoreDNS and local-path-provisioner; needs root) in the background (a fresh
+        cluster each time), wait until its Nodes are Ready, print the kubeconfig path and how
+        to use it
+down    stop it: every component and every Pod; no process, mount, cgroup, network namespace
+        or iptables rule is left behind
 status  say whether it runs, and where its kubeconfig is
 """
 
@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from redkube.testbed.controlplane import ControlPlane
-from redkube.testbed.fabric import Fabric
-from redkube.testbed.processes import ControlPlaneError, pid_alive
-from redkube.testbed.realcluster import RealCluster
+from testbed.fabric import Fabric
+from testbed.processes import ControlPlaneError, pid_alive
+from testbed.realcluster import RealCluster
 
+ROOT = Path(__file__).resolve().parents[1]
 # Real nodes' addresses: apart from the test session's (10.251/10.244) and the benchmark's.
 REAL_FABRIC, REAL_PODS = "10.250", "10.247"
 
@@ -67,43 +67,44 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 @dataclass(frozen=True)
-class RealParts:
-    """What real nodes need beyond the control plane's binaries."""
+class Parts:
+    """What the cluster is made of: testbed/build-binaries.sh's directory (the control plane,
+    kubelet, kube-proxy), testbed/build-node-binaries.sh's (containerd, CoreDNS) and
+    testbed/build-images.sh's index."""
 
+    bindir: Path
     node_bins: Path
     images: Path
 
 
-def up(paths: Paths, bindir: Path, nodes: int, network: str, real: RealParts | None) -> int:
+def up(paths: Paths, parts: Parts, nodes: int) -> int:
     pid = paths.running_pid()
     if pid is not None:
         print(f"test bed already running (pid {pid})")
         print(f"export KUBECONFIG={paths.kubeconfig}")
         return 0
-    if not (bindir / "kube-apiserver").is_file():
-        print(f"error: no Kubernetes binaries in {bindir} (run testbed/build-binaries.sh)")
+    if not (parts.bindir / "kube-apiserver").is_file():
+        print(f"error: no Kubernetes binaries in {parts.bindir} (run testbed/build-binaries.sh)")
+        return 1
+    if os.geteuid() != 0:
+        print("error: real nodes need root (network namespaces, cgroups, mounts)")
+        return 1
+    if not parts.images.is_file():
+        print(f"error: no image index at {parts.images} (make testbed-images)")
         return 1
     subprocess.run(["rm", "-rf", str(paths.workdir)], check=True)
     paths.workdir.mkdir(parents=True)
-    argv = [sys.executable, "-m", "redkube.testbed", "serve", f"--workdir={paths.workdir}"]
-    argv += [f"--bindir={bindir}", f"--nodes={nodes}", f"--network={network}"]
-    if real is not None:
-        if os.geteuid() != 0:
-            print("error: real nodes need root (network namespaces, cgroups, mounts)")
-            return 1
-        if not real.images.is_file():
-            print(f"error: no image index at {real.images} (make testbed-images)")
-            return 1
-        argv += ["--real", f"--node-bindir={real.node_bins}", f"--images={real.images}"]
+    argv = [sys.executable, "-m", "testbed", "serve", f"--workdir={paths.workdir}"]
+    argv += [f"--bindir={parts.bindir}", f"--node-bindir={parts.node_bins}"]
+    argv += [f"--images={parts.images}", f"--nodes={nodes}"]
     with paths.log.open("ab") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, cwd=ROOT,  # where `testbed` is importable from
         )  # fmt: skip
     paths.pid.write_text(str(process.pid))
     began = time.monotonic()
-    kind = "real nodes" if real else "simulated nodes"
-    print(f"starting etcd, kube-apiserver, controller-manager, scheduler and {nodes} {kind} ...")
+    print(f"starting etcd, kube-apiserver, controller-manager, scheduler and {nodes} nodes ...")
     while not paths.ready.exists():
         if process.poll() is not None or time.monotonic() - began > UP_TIMEOUT:
             with contextlib.suppress(ProcessLookupError):
@@ -112,14 +113,13 @@ def up(paths: Paths, bindir: Path, nodes: int, network: str, real: RealParts | N
             print(_tail(paths.log))
             return 1
         time.sleep(0.2)
-    print(f"test bed ready in {time.monotonic() - began:.1f}s: {nodes} {kind}")
+    print(f"test bed ready in {time.monotonic() - began:.1f}s: {nodes} nodes")
     print(f"export KUBECONFIG={paths.kubeconfig}")
     print("then: kubectl get nodes; kubectl exec -it <pod> -- redis-cli; kubectl logs <pod>;")
-    if real:
-        print(
-            f"kubectl port-forward <pod> 6379; Pod IPs ({REAL_PODS}.<node>.0/24) are routed from "
-            "this machine; images are preloaded (imagePullPolicy: Never or IfNotPresent)"
-        )
+    print(
+        f"kubectl port-forward <pod> 6379; Pod IPs ({REAL_PODS}.<node>.0/24) are routed from "
+        "this machine; images are preloaded (imagePullPolicy: Never or IfNotPresent)"
+    )
     print("stop it with: make testbed-down")
     return 0
 
@@ -153,7 +153,7 @@ def status(paths: Paths) -> int:
     return 0
 
 
-def serve(paths: Paths, bindir: Path, nodes: int, network: str, real: RealParts | None) -> int:
+def serve(paths: Paths, parts: Parts, nodes: int) -> int:
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -162,53 +162,46 @@ def serve(paths: Paths, bindir: Path, nodes: int, network: str, real: RealParts 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    plane: ControlPlane | RealCluster
+    fabric = Fabric(nodes, prefix=REAL_FABRIC, pods=REAL_PODS)
     try:
-        if real is None:
-            plane = ControlPlane(paths.cluster, bindir, nodes=nodes, network=network)
-            plane.start()
-            kubeconfig = plane.kubeconfig
-        else:
-            fabric = Fabric(nodes, prefix=REAL_FABRIC, pods=REAL_PODS)
-            plane = RealCluster.start(paths.cluster, bindir, real.node_bins, real.images, fabric)
-            kubeconfig = plane.cp.kubeconfig
+        cluster = RealCluster.start(
+            paths.cluster, parts.bindir, parts.node_bins, parts.images, fabric
+        )
     except ControlPlaneError as error:
         print(f"error: {error}", flush=True)
         return 1
+    kubeconfig = cluster.cp.kubeconfig
     print(f"ready; kubeconfig {kubeconfig}", flush=True)
     paths.ready.write_text(str(kubeconfig))
     try:
         while not stopping:
             time.sleep(0.5)
     finally:
-        plane.stop()
+        cluster.stop()
     print("stopped", flush=True)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redkube.testbed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status", "serve"))
     parser.add_argument("--workdir", type=Path, default=default_workdir())
     parser.add_argument("--bindir", type=Path, default=None)
     parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--network", default="127.250")
-    parser.add_argument("--real", action="store_true", help="real nodes (needs root)")
     parser.add_argument("--node-bindir", type=Path, help="testbed/build-node-binaries.sh's")
     parser.add_argument("--images", type=Path, help="testbed/build-images.sh's index")
     args = parser.parse_args(argv)
     paths = Paths(args.workdir.resolve())
-    if args.command in ("up", "serve") and args.bindir is None:
-        parser.error("--bindir is required (the last line printed by testbed/build-binaries.sh)")
-    real = None
-    if args.real:
-        if args.node_bindir is None or args.images is None:
-            parser.error("--real needs --node-bindir and --images")
-        real = RealParts(args.node_bindir.resolve(), args.images.resolve())
-    if args.command == "up":
-        return up(paths, args.bindir.resolve(), args.nodes, args.network, real)
-    if args.command == "serve":
-        return serve(paths, args.bindir.resolve(), args.nodes, args.network, real)
+    if args.command in ("up", "serve"):
+        if args.bindir is None or args.node_bindir is None or args.images is None:
+            parser.error(
+                "--bindir, --node-bindir and --images are required (the last lines printed by "
+                "testbed/build-binaries.sh, build-node-binaries.sh and build-images.sh)"
+            )
+        parts = Parts(args.bindir.resolve(), args.node_bindir.resolve(), args.images.resolve())
+        if args.command == "up":
+            return up(paths, parts, args.nodes)
+        return serve(paths, parts, args.nodes)
     if args.command == "down":
         return down(paths)
     return status(paths)

@@ -1,5 +1,5 @@
 """A real Kubernetes control plane on loopback, for tests. Standalone: imports only the stdlib."""
 
-from redkube.testbed.controlplane import ControlPlane, ControlPlaneError
+from testbed.controlplane import ControlPlane, ControlPlaneError
 
 __all__ = ["ControlPlane", "ControlPlaneError"]

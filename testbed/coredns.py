@@ -4,7 +4,7 @@ names fail, and nothing leaves the test bed."""
 
 from __future__ import annotations
 
-from redkube.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 IMAGE = "registry.k8s.io/coredns/coredns:v1.15.0"
 

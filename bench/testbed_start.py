@@ -1,10 +1,11 @@
-"""The test bed: control-plane start until `kubectl get nodes` shows 3 Ready nodes (simulated
-nodes, or with --real real kubelets and containerd in their network namespaces), and (with
---cold) the cold build of the Kubernetes and etcd binaries.
+"""The test bed: start until `kubectl get nodes` shows 3 Ready real nodes (kubelets and
+containerd in their network namespaces, the images imported, CoreDNS and local-path-provisioner
+running), and (with --cold) the cold build of the Kubernetes and etcd binaries.
 
 There is no reference tool that starts a Kubernetes control plane without containers on this
 machine, so the figures are printed against the issue's targets (start under 20 s; the build
-must fit well inside CI's 90 minutes). Run: python bench/testbed.py [--runs 3] [--cold] [--real]
+must fit well inside CI's 90 minutes).
+Run (as root): python bench/testbed_start.py [--runs 3] [--cold]
 """
 
 from __future__ import annotations
@@ -15,28 +16,28 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from redkube.testbed import ControlPlane
-from redkube.testbed.fabric import Fabric
-from redkube.testbed.realcluster import RealCluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
+
+from testbed.controlplane import ControlPlane
+from testbed.fabric import Fabric
+from tests.testbed.fixtures import start_real_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "testbed" / "build-binaries.sh"
-NODE_BUILD = ROOT / "testbed" / "build-node-binaries.sh"
-IMAGES = Path.home() / ".cache" / "redkube" / "images" / "index"  # make testbed-images
 START_TARGET = 20.0
 NODES = 3
 
 
-def build(env: dict[str, str]) -> tuple[Path, float]:
+def build(env: dict[str, str]) -> float:
+    """Seconds testbed/build-binaries.sh takes with `env` (its caches)."""
     began = time.monotonic()
-    done = subprocess.run(
-        [str(BUILD)], env=env, capture_output=True, text=True, check=True, timeout=3600
-    )
-    return Path(done.stdout.strip().splitlines()[-1]), time.monotonic() - began
+    subprocess.run([str(BUILD)], env=env, capture_output=True, check=True, timeout=3600)
+    return time.monotonic() - began
 
 
 def cold_build() -> float:
@@ -50,7 +51,7 @@ def cold_build() -> float:
         PATH=env.get("PATH", "") + ":/usr/local/go/bin",
     )
     try:
-        _, seconds = build(env)
+        seconds = build(env)
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(scratch)], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -65,27 +66,12 @@ def ready_nodes(cp: ControlPlane) -> int:
     )
 
 
-def start_once(bindir: Path) -> float:
-    workdir = Path(tempfile.mkdtemp(prefix="redkube-bench-testbed-"))
-    cp = ControlPlane(workdir, bindir, nodes=NODES, network="127.249")
-    began = time.monotonic()
-    try:
-        cp.start()
-        # start() returns once the Nodes are Ready and untainted; check with kubectl too.
-        while ready_nodes(cp) < NODES:
-            time.sleep(0.1)
-        return time.monotonic() - began
-    finally:
-        cp.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def start_real_once(bindir: Path, node_bins: Path) -> float:
+def start_real_once() -> float:
     """Fabric, control plane, 3 real nodes (containerd up, images imported, kubelet Ready) and
     CoreDNS: the test session's cluster."""
     workdir = Path(tempfile.mkdtemp(prefix="redkube-bench-real-"))
     fabric = Fabric(NODES, prefix="10.254", pods="10.246")
-    cluster = RealCluster.start(workdir, bindir, node_bins, IMAGES, fabric)
+    cluster = start_real_cluster(workdir, fabric)
     try:
         assert ready_nodes(cluster.cp) == NODES
         return cluster.started_in
@@ -98,23 +84,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cold", action="store_true", help="also time a cold build (~6 min)")
-    parser.add_argument("--real", action="store_true", help="real nodes (needs root)")
     args = parser.parse_args()
     env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/local/go/bin")
-    bindir, cached = build(env)
+    cached = build(env)
     print(f"build-binaries.sh with the binaries cached: {cached:.2f}s")
     if args.cold:
         seconds = cold_build()
         print(f"cold build (empty Go module, build and binary caches): {seconds:.0f}s")
-    if args.real:
-        done = subprocess.run([str(NODE_BUILD)], env=env, capture_output=True, text=True,
-                              check=True, timeout=3600)  # fmt: skip
-        node_bins = Path(done.stdout.strip().splitlines()[-1])
-        times = [start_real_once(bindir, node_bins) for _ in range(args.runs)]
-    else:
-        times = [start_once(bindir) for _ in range(args.runs)]
+    times = [start_real_once() for _ in range(args.runs)]
     median = statistics.median(times)
-    kind = "real (CoreDNS and local-path-provisioner included)" if args.real else "simulated"
+    kind = "real (CoreDNS and local-path-provisioner included)"
     print(
         f"control plane start to {NODES} Ready nodes, {kind}: median {median:.1f}s over "
         f"{args.runs} runs ({', '.join(f'{t:.1f}' for t in times)}); target "

@@ -1,10 +1,9 @@
 """A real Kubernetes control plane (etcd, apiserver, controller-manager, scheduler) on loopback.
 
-    with ControlPlane(workdir, bindir, nodes=3) as cp:
-        cp.kubectl("get", "nodes")
+    with ControlPlane(workdir, bindir) as cp:
+        cp.kubectl("get", "namespaces")
 
-With `nodes` > 0 a node agent (`agent.py`) registers that many Nodes and runs their Pods as
-local processes; with 0, Pods are created and then stay Pending.
+Alone it has no Nodes (Pods stay Pending); `realcluster.py` adds real ones.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +19,9 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 
-from redkube.testbed.certificates import Certificates, KeyPair, generate
-from redkube.testbed.kubeconfigs import write_kubeconfig
-from redkube.testbed.processes import Component, ControlPlaneError, free_ports
+from testbed.certificates import Certificates, KeyPair, generate
+from testbed.kubeconfigs import write_kubeconfig
+from testbed.processes import Component, ControlPlaneError, free_ports
 
 HOST = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -53,20 +51,6 @@ def _http_get_json(url: str, context: ssl.SSLContext | None = None) -> object:
         return None
 
 
-def _schedulable_nodes(listing: object) -> int:
-    """How many Nodes are Ready and carry no NoSchedule/NoExecute taint."""
-    if not isinstance(listing, dict):
-        return 0
-    count = 0
-    for node in listing.get("items") or []:
-        conditions = node.get("status", {}).get("conditions") or []
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        taints = node.get("spec", {}).get("taints") or []
-        if ready and not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in taints):
-            count += 1
-    return count
-
-
 class ControlPlane:
     """Starts and stops one control plane; everything it writes goes under `workdir`."""
 
@@ -75,18 +59,13 @@ class ControlPlane:
         workdir: Path,
         bindir: Path,
         *,
-        nodes: int = 0,
-        network: str = "127.250",
         host: str = HOST,
     ) -> None:
         """`host`: the address the apiserver serves and advertises on (the `kubernetes`
-        Service's endpoint): loopback for simulated nodes, the fabric's for real ones."""
+        Service's endpoint): loopback alone, the fabric's with real nodes."""
         self.host = host
         self.workdir = workdir.resolve()
         self.bindir = bindir.resolve()
-        self.nodes = nodes
-        self.network = network
-        """Node i's address is <network>.i.1 and its Pods get <network>.i.2 to .254."""
         self.components: list[Component] = []
         self.certificates: Certificates | None = None
         self.apiserver_url = ""
@@ -150,10 +129,7 @@ class ControlPlane:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        node_ips = tuple(f"{self.network}.{i}.1" for i in range(1, self.nodes + 1))
-        certs = self.certificates = generate(
-            self.workdir / "pki", kubelet_ips=node_ips, apiserver_ips=(self.host,)
-        )
+        certs = self.certificates = generate(self.workdir / "pki", apiserver_ips=(self.host,))
         names = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
         self._ports = dict(zip(names, free_ports(len(names)), strict=True))
         self._ports["apiserver"] = free_ports(1, self.host)[0]
@@ -165,7 +141,6 @@ class ControlPlane:
             ("admin", certs.admin),
             ("controller-manager", certs.controller_manager),
             ("scheduler", certs.scheduler),
-            ("node-agent", certs.node_agent),
         ):
             write_kubeconfig(
                 self._kubeconfig_for(name),
@@ -187,31 +162,6 @@ class ControlPlane:
         manager.wait_until(
             lambda: _http_get_json(url, admin) is not None,
             "ready (no `default` ServiceAccount in namespace default)",
-            COMPONENT_TIMEOUT,
-        )
-        if self.nodes:
-            self._start_node_agent(certs, admin)
-
-    def _start_node_agent(self, certs: Certificates, admin: ssl.SSLContext) -> None:
-        agent = self._spawn(
-            "node-agent",
-            [
-                sys.executable,
-                "-m",
-                "redkube.testbed.agent",
-                f"--kubeconfig={self._kubeconfig_for('node-agent')}",
-                f"--state-dir={self.workdir / 'node-agent'}",
-                f"--nodes={self.nodes}",
-                f"--network={self.network}",
-                f"--serving-cert={certs.kubelet_serving.cert}",
-                f"--serving-key={certs.kubelet_serving.key}",
-                f"--client-ca={certs.ca.cert}",
-            ],
-        )
-        url = f"{self.apiserver_url}/api/v1/nodes"
-        agent.wait_until(
-            lambda: _schedulable_nodes(_http_get_json(url, admin)) >= self.nodes,
-            f"ready ({self.nodes} Ready, untainted Nodes)",
             COMPONENT_TIMEOUT,
         )
 
@@ -276,10 +226,6 @@ class ControlPlane:
                 f"--service-account-signing-key-file={certs.service_account_key}",
                 "--allow-privileged=true",
                 "--enable-bootstrap-token-auth=true",
-                # kubectl exec speaks WebSocket (v5.channel.k8s.io); without this gate the
-                # apiserver would translate it to SPDY for the kubelet. The node agent's kubelet
-                # API speaks WebSocket, so the apiserver proxies the upgrade through unchanged.
-                "--feature-gates=TranslateStreamCloseWebsocketRequests=false",
                 "--profiling=false",
             ],
         )

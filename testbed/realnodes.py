@@ -26,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redkube.testbed.certificates import KeyPair, issue
-from redkube.testbed.controlplane import ControlPlane
-from redkube.testbed.fabric import Fabric
-from redkube.testbed.kubeconfigs import write_kubeconfig
-from redkube.testbed.processes import Component, ControlPlaneError
+from testbed.certificates import KeyPair, issue
+from testbed.controlplane import ControlPlane
+from testbed.fabric import Fabric
+from testbed.kubeconfigs import write_kubeconfig
+from testbed.processes import Component, ControlPlaneError
 
 CLUSTER_DNS = "10.0.0.10"
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10.1"

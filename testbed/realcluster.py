@@ -5,7 +5,7 @@ node's volumes under `volumes/<node>`).
 
 `RealCluster.start` returns once every Node is Ready; `stop` leaves nothing behind (processes,
 mounts, cgroups, namespaces, links, routes). Used by the test session and by
-`python -m redkube.testbed up --real`.
+`python -m testbed up`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from redkube.testbed import coredns, localpath
-from redkube.testbed.controlplane import ControlPlane
-from redkube.testbed.fabric import Fabric
-from redkube.testbed.realnodes import (
+from testbed import coredns, localpath
+from testbed.controlplane import ControlPlane
+from testbed.fabric import Fabric
+from testbed.realnodes import (
     CLUSTER_DNS,
     RealNode,
     remove_machine_leftovers,
