@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -25,12 +26,20 @@ import kopf
 from redkube.admin.connections import ClientPool
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
-from redkube.kubernetes.building import PASSWORD_KEY, build_all, build_secret, revision
+from redkube.kubernetes.building import (
+    DEFAULT_OPERATOR_NAMESPACE,
+    PASSWORD_KEY,
+    build_all,
+    build_network_policy,
+    build_secret,
+    revision,
+)
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
 from redkube.operator.drifting import missing_owned, still_drifted, take_drift
 from redkube.operator.handover import hand_over_before_scale_in
+from redkube.operator.status_writing import LatestStatus
 from redkube.planning.assessing import ShardSummary
 from redkube.planning.upgrading import change_refusal, version_of_image
 from redkube.platform.kubernetes.api import (
@@ -43,7 +52,10 @@ from redkube.platform.kubernetes.credentials import load_credentials
 from redkube.platform.kubernetes.pods import KubernetesPlatform
 
 RESYNC_S = 5.0
+# Where the operator's Pods run: the NetworkPolicies let this namespace reach the client port.
+OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or DEFAULT_OPERATOR_NAMESPACE
 REPLACE_TIMEOUT_S = 30.0
+STATUS_WRITE_WAIT_S = 5.0  # a closing run lets its last status write finish this long
 MAX_PROBLEMS = 50  # status.problems keeps the first ones; status.message says how many in all
 PASSWORD_BYTES = 24
 
@@ -83,11 +95,14 @@ def _condition(kind: str, value: bool, reason: str, message: str) -> JSON:
     }
 
 
-async def _patch_status(namespace: str, name: str, status: JSON) -> None:
+async def _patch_status(namespace: str, name: str, status: JSON) -> bool:
+    """Whether the status was written."""
     try:
         await api().merge_patch(cluster_path(namespace, name) + "/status", {"status": status})
     except KubernetesError as error:  # e.g. deleted meanwhile; never silent
         log.warning("%s/%s: status not written: %s", namespace, name, error)
+        return False
+    return True
 
 
 class SecretProblem(Exception):
@@ -138,7 +153,14 @@ def _password_in(secret: JSON, name: str) -> str:
 
 
 async def _apply_owned(cluster: RedisCluster, password: str, say: Callable[[str], None]) -> None:
-    for obj in build_all(cluster, password):
+    if not cluster.network.enabled:  # turned off: the policy goes
+        policy = build_network_policy(cluster, OPERATOR_NAMESPACE)
+        try:
+            await api().delete(object_path(policy))
+        except KubernetesError as error:
+            if not error.not_found:
+                raise
+    for obj in build_all(cluster, password, OPERATOR_NAMESPACE):
         if obj["kind"] == "Secret":
             continue  # created once, never overwritten (see _password)
         try:
@@ -236,23 +258,34 @@ class ClusterRun:
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._patches: set[asyncio.Task[None]] = set()
+        self._statuses = LatestStatus(
+            functools.partial(_patch_status, cluster.namespace, cluster.name)
+        )
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self.platform.watch(self.stop)),
-            asyncio.create_task(self._loop()),
+            asyncio.create_task(self.platform.watch(self.stop), name="the Pod watch"),
+            asyncio.create_task(self._loop(), name="the reconcile loop"),
         ]
 
     async def _loop(self) -> None:
         await self.platform.synced.wait()
-        try:
-            await self.reconciler.run(self.stop)
-        except Exception:  # never silently: a dead loop heals nothing
-            log.exception(
-                "%s/%s: the reconcile loop ended", self.cluster.namespace, self.cluster.name
-            )
-            raise
+        await self.reconciler.run(self.stop)
+
+    def ended(self) -> str | None:
+        """Why the loop or the platform's watch ended while the run was not stopped (a dead
+        loop heals nothing, a dead watch leaves the loop looking at old Pods); None while both
+        run."""
+        if self.stop.is_set():
+            return None
+        for task in self._tasks:
+            if task.done():
+                what = task.get_name()
+                if task.cancelled():
+                    return f"{what} was cancelled"
+                error = task.exception()
+                return f"{what} ended" + (f": {type(error).__name__}: {error}" if error else "")
+        return None
 
     async def close(self) -> None:
         self.stop.set()
@@ -261,6 +294,7 @@ class ClusterRun:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._statuses.finish(STATUS_WRITE_WAIT_S)
         await self.pool.close()
 
     def _report(self, status: LoopStatus) -> None:
@@ -318,14 +352,9 @@ class ClusterRun:
             ],
         }
         comparable = {k: v for k, v in new_status.items() if k != "conditions"}
-        if comparable != self._last_status:
+        if comparable != self._last_status or self._statuses.failed:
             self._last_status = comparable
-            # Keep a reference: the event loop holds tasks only weakly.
-            patch = asyncio.get_running_loop().create_task(
-                _patch_status(self.cluster.namespace, self.cluster.name, new_status)
-            )
-            self._patches.add(patch)
-            patch.add_done_callback(self._patches.discard)
+            self._statuses.offer(new_status)
 
 
 def _cluster_log(cluster: RedisCluster) -> Callable[[str], None]:
@@ -418,6 +447,10 @@ async def run_cluster(
                 continue
             if uid is not None and body["metadata"].get("uid") != uid:
                 return  # deleted and created again: the new object's own daemon serves it
+            if run is not None and (why := run.ended()) is not None:
+                log.error("%s/%s: %s; starting it again", namespace, name, why)
+                await run.close()
+                run, applied_generation = None, -1
             generation = int(body["metadata"].get("generation", 0))
             drifted.update(take_drift(namespace, name))
             if drifted:
@@ -427,7 +460,11 @@ async def run_cluster(
                 if generation != applied_generation or drifted:
                     say = _cluster_log(cluster)
                     if drifted and generation == applied_generation:
-                        owned = [o for o in build_all(cluster, "") if o["kind"] != "Secret"]
+                        owned = [
+                            o
+                            for o in build_all(cluster, "", OPERATOR_NAMESPACE)
+                            if o["kind"] != "Secret"
+                        ]
                         drifted.update(await missing_owned(api(), owned))
                         message = "restoring owned objects: " + "; ".join(drifted.values())
                         say(message)
