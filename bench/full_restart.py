@@ -12,9 +12,8 @@ Run: python bench/full_restart.py [--rounds 10] [--image redis:7.0] [--kill-roun
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -22,52 +21,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.*
 
-from redkube.testbed import ControlPlane
+from testbed.fabric import Fabric
 from tests.acked_writers import AckedWriter
+from tests.operator.conftest import Operator, install_crd
 from tests.operator.test_kubectl_workflow import CLUSTER, cluster_client, password
 from tests.operator.test_operator_full_restart import (
     WRITES_BETWEEN_ROUNDS,
     Connector,
-    Operator,
     Round,
     assert_whole,
     back_ready,
-    install_crd,
     restart_every_pod,
     summary,
     wait_for_writes,
 )
+from tests.testbed.fixtures import start_real_cluster
 from tests.testbed.kube import apply, eventually
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "testbed" / "build-binaries.sh"
 NAMESPACE = "full-bench"
-NETWORK = "127.247"
-
-
-def bindir() -> Path:
-    env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/local/go/bin")
-    done = subprocess.run(
-        [str(BUILD)], env=env, capture_output=True, text=True, check=True, timeout=3600
-    )
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-def lost_writes(cp: ControlPlane, pw: str, acknowledged: dict[str, str]) -> int:
-    """How many acknowledged keys do not read back with their value."""
-    keys = list(acknowledged)
-    lost = 0
-    with cluster_client(cp, NAMESPACE, pw) as client:
-        for start in range(0, len(keys), 500):
-            pipe = client.pipeline()
-            for key in keys[start : start + 500]:
-                pipe.get(key)
-            values = pipe.execute()
-            lost += sum(
-                value != acknowledged[key]
-                for key, value in zip(keys[start : start + 500], values, strict=True)
-            )
-    return lost
+FABRIC, PODS = "10.252", "10.242"  # apart from the tests' and make testbed-up's
 
 
 def main() -> None:
@@ -78,12 +51,15 @@ def main() -> None:
         "--kill-round", type=int, default=5, help="round that also SIGKILLs the operator (0: none)"
     )
     args = parser.parse_args()
+    # A SIGTERM (timeout, kill) ends through the finally below: the cluster and its network
+    # namespaces go with the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="redkube-bench-full-restart-"))
-    cp = ControlPlane(workdir, bindir(), nodes=3, network=NETWORK)
+    cluster = start_real_cluster(workdir, Fabric(3, prefix=FABRIC, pods=PODS))
+    cp = cluster.cp
     operator = Operator(cp, workdir / "operator.log", NAMESPACE)
     writer: AckedWriter | None = None
     rounds: list[Round] = []
-    cp.start()
     try:
         install_crd(cp)
         cp.kubectl("create", "namespace", NAMESPACE)
@@ -106,17 +82,16 @@ def main() -> None:
         writer = None
         print(f"full restart, 3 shards x 1 replica, {args.image}, {args.rounds} rounds")
         print(summary(rounds, log))
-        print(f"acknowledged writes lost: {lost_writes(cp, pw, log.acknowledged)}")
+        with cluster_client(cp, NAMESPACE, pw) as client:
+            print(f"acknowledged writes lost: {log.lost_in(client)}")
     except BaseException:
-        if operator.log.exists():
-            lines = operator.log.read_text(errors="replace").splitlines()
-            print("operator log (last 60 lines):\n" + "\n".join(lines[-60:]), file=sys.stderr)
+        print(operator.tail(60), file=sys.stderr)
         raise
     finally:
         if writer is not None:
             writer.stop()
         operator.stop()
-        cp.stop()
+        cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

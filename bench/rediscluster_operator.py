@@ -1,8 +1,9 @@
 """The operator on the test bed: time from `kubectl apply` of a 3x1 RedisCluster to status Ready,
 and the operator's memory (RSS) while it manages 10 clusters.
 
-No other Redis operator runs on this machine (the test bed has no container runtime for their
-images), so the figures are printed as they are.
+On real nodes (3 kubelets with containerd), with the operator as a process beside the control
+plane. No other Redis operator's images can be had on this machine (no registry), so the figures
+are printed as they are.
 Run: python bench/rediscluster_operator.py [--runs 3]
 """
 
@@ -20,10 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from redkube.testbed import ControlPlane
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
+
+from testbed import ControlPlane
+from testbed.fabric import Fabric
+from tests.testbed.fixtures import start_real_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
-BINDIR = Path.home() / ".cache" / "redkube" / "bin" / "k8s-v1.36.3-etcd-v3.6.8"
+FABRIC, PODS = "10.252", "10.242"  # apart from the tests' and make testbed-up's
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -66,8 +71,8 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=10)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="redkube-bench-operator-"))
-    cp = ControlPlane(workdir, BINDIR, nodes=3, network="127.248")
-    cp.start()
+    cluster = start_real_cluster(workdir, Fabric(3, prefix=FABRIC, pods=PODS))
+    cp = cluster.cp
     operator = None
     try:
         cp.kubectl("apply", "-f", str(ROOT / "deploy" / "crd.yaml"))
@@ -102,7 +107,7 @@ def main() -> None:
         if operator is not None:
             os.kill(operator.pid, signal.SIGTERM)
             operator.wait(timeout=60)
-        cp.stop()
+        cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

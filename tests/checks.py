@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 
 from redis.cluster import RedisCluster
 
@@ -12,15 +13,16 @@ from tests.clusters import LocalCluster
 
 def redis_cli_check(cluster: LocalCluster) -> str:
     """`redis-cli --cluster check` must find every slot covered and all nodes agreeing."""
-    return redis_cli_check_at(cluster.members()[0]["ip"], cluster.password)
+    return redis_cli_check_at(cluster.members()[0]["ip"], cluster.password, cluster.cli_tls)
 
 
-def redis_cli_check_at(ip: str, password: str) -> str:
-    """`redis-cli --cluster check` through the node at `ip`, port 6379."""
+def redis_cli_check_at(ip: str, password: str, tls: Sequence[str] = ()) -> str:
+    """`redis-cli --cluster check` through the node at `ip`, port 6379 (``tls``: redis-cli's
+    TLS options)."""
     cli = shutil.which("redis-cli")
     assert cli is not None, "redis-cli (Debian redis-tools) is required"
     done = subprocess.run(
-        [cli, "-a", password, "--no-auth-warning", "--cluster", "check", f"{ip}:6379"],
+        [cli, *tls, "-a", password, "--no-auth-warning", "--cluster", "check", f"{ip}:6379"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -61,6 +61,30 @@ class LocalCluster:
     def member(self, name: str) -> dict[str, Any]:
         return next(m for m in self.members() if m["name"] == name)
 
+    @property
+    def tls(self) -> dict[str, Any]:
+        """redis-py's TLS arguments for a cluster made with --tls (the CA verified, the host
+        name checked, redkube's client certificate presented); none without."""
+        if not self.record["spec"].get("tls"):
+            return {}
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.dir / "tls" / "ca.crt"),
+            "ssl_certfile": str(self.dir / "tls" / "client.crt"),
+            "ssl_keyfile": str(self.dir / "tls" / "client.key"),
+        }
+
+    @property
+    def cli_tls(self) -> list[str]:
+        """redis-cli's TLS options, the same way."""
+        tls = self.tls
+        if not tls:
+            return []
+        return [
+            "--tls", "--cacert", tls["ssl_ca_certs"],
+            "--cert", tls["ssl_certfile"], "--key", tls["ssl_keyfile"],
+        ]  # fmt: skip
+
     def client(self, name: str) -> redis.Redis:
         return redis.Redis(
             host=self.member(name)["ip"],
@@ -68,6 +92,7 @@ class LocalCluster:
             password=self.password,
             decode_responses=True,
             socket_timeout=5,
+            **self.tls,
         )
 
     def cluster_client(self) -> RedisCluster:
@@ -78,6 +103,7 @@ class LocalCluster:
             decode_responses=True,
             socket_timeout=2,
             socket_connect_timeout=1,
+            **self.tls,
         )
 
     def node_pid(self, name: str) -> int | None:

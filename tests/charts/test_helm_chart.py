@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.testbed.kube import JSON, get
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,9 @@ def test_helm_lint_strict_passes(helm: Helm) -> None:
 def test_default_render_agrees_with_deploy_operator_yaml(helm: Helm) -> None:
     rendered = by_kind(helm.template())
     deploy = operator_yaml()
-    assert set(rendered) == {"ServiceAccount", "Deployment", *RBAC_KINDS}
+    assert set(rendered) == {
+        "ServiceAccount", "Deployment", "PodDisruptionBudget", "NetworkPolicy", *RBAC_KINDS
+    }  # fmt: skip
     assert set(deploy) - set(rendered) == {"Namespace"}  # helm install --create-namespace
     for obj in rendered.values():
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
@@ -141,6 +143,12 @@ def test_default_render_agrees_with_deploy_operator_yaml(helm: Helm) -> None:
             "apiGroup": "rbac.authorization.k8s.io", "kind": role,
             "name": rendered[role]["metadata"]["name"],
         }  # fmt: skip
+
+    # One instance through drains; only the probes in, only the API server, Redis and DNS out.
+    assert rendered["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    for field in ("policyTypes", "ingress", "egress"):
+        ours = rendered["NetworkPolicy"]["spec"][field]
+        assert ours == deploy["NetworkPolicy"]["spec"][field], field
 
     # The Deployment: the same Pod and container, plus the Lease's namespace made explicit.
     ours, theirs = rendered["Deployment"]["spec"], deploy["Deployment"]["spec"]
@@ -245,10 +253,15 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
     assert container(single["Deployment"])["args"][4:] == ["--no-leader-election"]
     assert {"Role", "RoleBinding"}.isdisjoint(single)
     assert {"ClusterRole", "ClusterRoleBinding"} <= set(single)
+    assert "PodDisruptionBudget" not in single  # minAvailable 1 of 1 would block every drain
 
     # No RBAC objects; the ServiceAccount is still the chart's.
     no_rbac = by_kind(helm.template("--set=rbac.create=false"))
-    assert set(no_rbac) == {"ServiceAccount", "Deployment"}
+    assert set(no_rbac) == {"ServiceAccount", "Deployment", "PodDisruptionBudget", "NetworkPolicy"}
+    bare = by_kind(
+        helm.template("--set=podDisruptionBudget.enabled=false,networkPolicy.enabled=false")
+    )
+    assert {"PodDisruptionBudget", "NetworkPolicy"}.isdisjoint(bare)
 
     # Someone else's ServiceAccount: not created, but used and bound.
     theirs = by_kind(helm.template("--set=serviceAccount.create=false,serviceAccount.name=ops"))
@@ -344,7 +357,7 @@ def test_the_rendered_chart_passes_the_apiservers_validation(
     }  # fmt: skip
     custom = helm.run("template", "other", str(CHART), f"--namespace={namespace}",
                       values_file(tmp_path, values)).stdout  # fmt: skip
-    for rendered, count in ((plain, 7), (custom, 6)):  # with the CRD, then without it
+    for rendered, count in ((plain, 9), (custom, 8)):  # with the CRD, then without it
         done = control_plane.kubectl(
             "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered
         )

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.cli.test_bad_input import ERROR, assert_one_line_error
 
 

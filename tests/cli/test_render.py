@@ -32,7 +32,8 @@ def test_render_prints_every_object(tmp_path: Path) -> None:
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert names == [
         ("Secret", "cache-auth"), ("ConfigMap", "cache-config"), ("Service", "cache-nodes"),
-        ("Service", "cache"), ("StatefulSet", "cache-0"), ("PodDisruptionBudget", "cache-0"),
+        ("Service", "cache"), ("NetworkPolicy", "cache-network"),
+        ("StatefulSet", "cache-0"), ("PodDisruptionBudget", "cache-0"),
         ("StatefulSet", "cache-1"), ("PodDisruptionBudget", "cache-1"),
     ]  # fmt: skip
     assert render("-f", "-", stdin=CLUSTER).returncode == 0

@@ -36,7 +36,7 @@ def test_three_shards_with_storage_become_the_textbook_objects() -> None:
     cluster = parse(cluster_object(shards=3, replicasPerShard=1, storage={"size": "2Gi"}))
     kinds = by_kind(build_all(cluster, "pw"))
     assert sorted(kinds) == [
-        "ConfigMap", "PodDisruptionBudget", "Secret", "Service", "StatefulSet",
+        "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "StatefulSet",
     ]  # fmt: skip
     assert [s["metadata"]["name"] for s in kinds["StatefulSet"]] == [
         "cache-0",

@@ -21,7 +21,7 @@ from redkube.kubernetes import resources
 from redkube.kubernetes.clusters import parse
 from redkube.model import specs
 from redkube.model.specs import SpecError
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 
 JSON = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,7 @@ DEFAULT_SPEC: JSON = {
     "pvcRetention": "Retain",
     "allowDisruptionWithoutReplicas": False,
     "updateStrategy": {"paused": False},
+    "networkPolicy": {"enabled": True, "clients": [{"podSelector": {}}]},
 }
 
 
@@ -325,6 +326,16 @@ BAD = [
         "memory-quantity",
         {"resources": {"limits": {"memory": "lots"}}},
         "spec.resources.limits.memory in body should match",
+    ),
+    (
+        "network-peer-unknown",
+        {"networkPolicy": {"clients": [{"pods": {"matchLabels": {"app": "shop"}}}]}},
+        'unknown field "spec.networkPolicy.clients[0].pods"',
+    ),
+    (
+        "network-peer-empty",
+        {"networkPolicy": {"clients": [{}]}},
+        "a peer has podSelector, namespaceSelector or ipBlock",
     ),
     (
         "storage-class-upper",

@@ -29,8 +29,12 @@ def statefulset(*entries: dict[str, Any]) -> dict[str, Any]:
 def test_every_applied_kind_but_the_secret_is_watched() -> None:
     plurals = {plural for _, _, plural in OWNED_KINDS}
     built = {obj["kind"] for obj in build_all(CLUSTER, "pw")}
-    assert built == {"Secret", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"}
-    assert plurals == {"configmaps", "services", "statefulsets", "poddisruptionbudgets"}
+    assert built == {
+        "Secret", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy"
+    }  # fmt: skip
+    assert plurals == {
+        "configmaps", "services", "statefulsets", "poddisruptionbudgets", "networkpolicies"
+    }  # fmt: skip
 
 
 def test_every_built_object_names_its_cluster_as_controller() -> None:

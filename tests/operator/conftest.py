@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.testbed.kube import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +64,19 @@ def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -
             process.kill()
             process.wait()
     return process.returncode
+
+
+def redkube_status(kubeconfig: Path, name: str, *flags: str) -> str:
+    """`redkube status NAME --kubeconfig ...` as a user runs it (its own REDKUBE_HOME, so no
+    local cluster of that name is found first); its output, after a zero exit."""
+    done = subprocess.run(
+        [sys.executable, "-m", "redkube", "status", name, "--kubeconfig", str(kubeconfig),
+         *flags],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "REDKUBE_HOME": str(kubeconfig.parent / "redkube-home")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def install_crd(cp: ControlPlane) -> None:
@@ -120,6 +133,13 @@ class Operator:
         if self.process is not None:
             stop_operator(self.process)
 
+    def tail(self, lines: int = 60) -> str:
+        """The log's last lines, titled, for a benchmark that failed."""
+        if not self.log.exists():
+            return "no operator log"
+        said = self.log.read_text(errors="replace").splitlines()[-lines:]
+        return f"operator log (last {lines} lines):\n" + "\n".join(said)
+
 
 @pytest.fixture
 def operator_process(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Operator]:
@@ -149,7 +169,9 @@ def pytest_runtest_makereport(
     cp = funcargs.get("control_plane")
     if not report.failed or call.when != "call" or not isinstance(namespace, str):
         return
-    if isinstance(log, Path) and log.exists():
+    if not isinstance(log, Path):  # a test that starts its own operator logs to tmp_path
+        log = funcargs.get("tmp_path", Path("/nonexistent")) / "operator.log"
+    if log.exists():
         lines = [line for line in log.read_text(errors="replace").splitlines() if namespace in line]
         report.sections.append(
             (f"operator log for {namespace}", "\n".join(lines[-LOG_LINES_ON_FAILURE:]))
@@ -163,3 +185,30 @@ def pytest_runtest_makereport(
             "-o", "custom-columns=NAME:.metadata.name,MESSAGE:.status.message", check=False,
         )  # fmt: skip
         report.sections.append(("RedisCluster status.message", messages.stdout))
+        report.sections.append(("what each Pod's server says", _cluster_views(cp, namespace)))
+
+
+CLUSTER_VIEW = (
+    "cli=$(command -v redis-cli || command -v valkey-cli); "
+    '"$cli" -h "$POD_IP" cluster info | head -7; "$cli" -h "$POD_IP" cluster nodes'
+)
+
+
+def _cluster_views(cp: ControlPlane, namespace: str) -> str:
+    """CLUSTER INFO's head and CLUSTER NODES from every running Pod of the namespace."""
+    listed = cp.kubectl(
+        "get", "pods", "-n", namespace, "--field-selector=status.phase=Running",
+        "-o", "jsonpath={.items[*].metadata.name}", check=False,
+    )  # fmt: skip
+    shown: list[str] = []
+    for pod in listed.stdout.split():
+        try:
+            said = cp.kubectl(
+                "exec", "-n", namespace, pod, "--", "sh", "-c", CLUSTER_VIEW, check=False,
+                timeout=20,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            shown.append(f"--- {pod}: no answer within 20 s")
+            continue
+        shown.append(f"--- {pod}\n{said.stdout}{said.stderr}")
+    return "\n".join(shown)

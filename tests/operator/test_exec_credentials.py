@@ -9,10 +9,8 @@ token it gave, so the operator must run the plugin again to go on.
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import stat
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -20,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane
-from tests.operator.conftest import install_crd, start_operator, stop_operator
+from testbed import ControlPlane
+from tests.operator.conftest import install_crd, redkube_status, start_operator, stop_operator
 from tests.testbed.kube import JSON, apply, eventually, get
 
 pytestmark = pytest.mark.namespace_prefix("exec")
 
 ACCOUNT = "redkube-exec"
+DEFAULT_LEASE = ("--lease-duration=15", "--renew-deadline=10", "--retry-period=2")
 PLUGIN = """#!{python}
 import datetime, json, os, subprocess
 folder = os.path.dirname(os.path.abspath(__file__))
@@ -95,16 +94,6 @@ def api_status(cp: ControlPlane, token: str) -> int:
         return error.code
 
 
-def redkube_status(kubeconfig: Path, name: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "redkube", "status", name, "--kubeconfig", str(kubeconfig)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "REDKUBE_HOME": str(kubeconfig.parent / "home")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def cluster_status(cp: ControlPlane, namespace: str) -> JSON:
     found: JSON = get(cp, namespace, "rediscluster", "plugged").get("status") or {}
     return found
@@ -124,7 +113,11 @@ def test_operator_and_status_with_an_exec_plugin_survive_a_token_rotation(
     )  # fmt: skip
     kubeconfig = exec_kubeconfig(cp, tmp_path, namespace)
     log = tmp_path / "operator.log"
-    operator = start_operator(cp, log, "exec-*", f"--kubeconfig={kubeconfig}", lease="redkube-exec")
+    # The default lease periods: every renewal may wait for the plugin (a Python process
+    # that runs kubectl twice), which kopf's re-authentication runs too.
+    operator = start_operator(
+        cp, log, "exec-*", f"--kubeconfig={kubeconfig}", *DEFAULT_LEASE, lease="redkube-exec"
+    )
     try:
         apply(cp, namespace, "apiVersion: redkube.io/v1alpha1\nkind: RedisCluster\n"
               "metadata: {name: plugged}\nspec: {shards: 3, replicasPerShard: 0, "
@@ -134,7 +127,12 @@ def test_operator_and_status_with_an_exec_plugin_survive_a_token_rotation(
             "the cluster Ready, built by an operator logged in through the plugin",
             180,
         )
-        assert "Ready, 3/3 nodes healthy" in redkube_status(kubeconfig, "plugged")
+
+        def ready_in_status() -> bool:
+            # The phase may move on and back between kubectl's read and this one's.
+            return "Ready, 3/3 nodes healthy" in redkube_status(kubeconfig, "plugged")
+
+        eventually(ready_in_status, "redkube status through the plugin: Ready, 3/3 healthy", 60)
         given = tokens(tmp_path)
         assert given and api_status(cp, given[-1]) == 200
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
 from tests.testbed.kube import JSON, apply, eventually, get, is_ready, pods, redis_cli
 

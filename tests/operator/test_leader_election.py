@@ -20,7 +20,7 @@ import pytest
 from redkube.kubernetes.leasing import new_lease, observe
 from redkube.platform.kubernetes.api import KubernetesApi, KubernetesError
 from redkube.platform.kubernetes.leases import LeaderElector
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.operator.conftest import (
     LEASE_NAMESPACE,
     install_crd,

@@ -19,7 +19,7 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.acked_writers import AckedLog, AckedWriter
 from tests.checks import assert_keys, redis_cli_check_at
 from tests.operator.conftest import Operator

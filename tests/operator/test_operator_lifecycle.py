@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.operator.conftest import CRD, start_operator
 from tests.testbed.kube import JSON, apply, eventually, get, redis_cli
 
@@ -27,7 +27,9 @@ spec:
   storage: {size: 1Gi}
   pvcRetention: %(retention)s
 """
-OWNED = ("statefulsets", "services", "configmaps", "poddisruptionbudgets", "secrets")
+OWNED = (
+    "statefulsets", "services", "configmaps", "poddisruptionbudgets", "secrets", "networkpolicies"
+)  # fmt: skip
 
 
 def manifest(name: str, retention: str = "Retain", shards: int = 3) -> str:
@@ -58,7 +60,8 @@ def test_rendered_objects_pass_the_apiservers_schemas(
         "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered
     )
     created = done.stdout.strip().splitlines()
-    assert len(created) == 1 + 1 + 2 + 3 * 2, done.stdout  # Secret, ConfigMap, 2 Services, 3x2
+    # Secret, ConfigMap, 2 Services, NetworkPolicy, 3 x (StatefulSet, PodDisruptionBudget)
+    assert len(created) == 1 + 1 + 2 + 1 + 3 * 2, done.stdout
     assert all("(server dry run)" in line for line in created), done.stdout
     # The operator's own manifests: its namespace must exist for a dry run of what goes in it.
     control_plane.kubectl("create", "namespace", "redkube-system", check=False)

@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from redkube.testbed import ControlPlane
-from redkube.testbed.processes import free_ports
+from testbed import ControlPlane
+from testbed.processes import free_ports
 from tests.operator.conftest import start_operator, stop_operator
 from tests.testbed.kube import eventually
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
 from tests.operator.test_kubectl_workflow import cluster_client, password, running_pods
 from tests.operator.test_replica_scaling import ready_with

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
 from tests.loads import Load
 from tests.operator.conftest import Operator

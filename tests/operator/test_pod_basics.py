@@ -16,7 +16,7 @@ from redkube.model.specs import ClusterSpec
 from redkube.operator.handlers import configure
 from redkube.platform.kubernetes.api import JSON, KubernetesApi
 from redkube.platform.kubernetes.pods import KubernetesPlatform, last_words, pod_problem
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.operator.conftest import CRD, start_operator, stop_operator
 from tests.testbed.kube import apply, eventually, get, is_ready, pods
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.checks import assert_keys, redis_cli_check_at, write_keys
 from tests.operator.test_kubectl_workflow import (
     cluster_client,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from redkube.testbed import ControlPlane
+from testbed import ControlPlane
 from tests.testbed.kube import JSON, apply, eventually, get, is_ready, pods, redis_cli
 
 pytestmark = pytest.mark.namespace_prefix("op")

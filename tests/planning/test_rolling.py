@@ -115,6 +115,29 @@ def test_a_restarted_node_is_waited_for_before_the_next() -> None:
     assert isinstance(step, Wait) and "syncing from its master" in step.reason
 
 
+def test_a_handed_over_master_restarts_only_once_every_node_has_heard_of_the_hand_over() -> None:
+    """Clients ask any node where a slot lives; one that has not heard of the hand-over yet
+    names the old master, whose Pod (and IP) a restart takes away."""
+    cluster = outdated(Cluster.healthy(3, 1))
+    for seat in cluster.seats:
+        if not cluster.nodes[seat.node_id].is_master:
+            seat.revision = NEW  # the replicas are done: the masters are next
+    step = next_step(cluster.spec(), cluster.observe())
+    assert isinstance(step, Failover), step
+    apply(cluster, step)
+    new = cluster.node_at(step.replica)
+    old = next(n for n in cluster.current_nodes() if n.master_id == new.node_id)
+    old.link_up = True  # linked to its new master, as a tick of the simulation would
+    laggard = next(n for n in cluster.current_nodes() if n not in (old, new))
+    laggard.beliefs[new.node_id] = (frozenset(), old.node_id)  # still a replica to it ...
+    laggard.beliefs[old.node_id] = (new.slots, None)  # ... and the old one the master
+    step = next_step(cluster.spec(), cluster.observe())
+    assert isinstance(step, Wait) and "(gossip)" in step.reason, step
+    del laggard.beliefs[new.node_id], laggard.beliefs[old.node_id]
+    step = next_step(cluster.spec(), cluster.observe())
+    assert isinstance(step, RestartMembers) and step.names == (cluster.seat_of(old).name,), step
+
+
 def test_a_shard_without_replicas_restarts_in_place_only_when_its_data_persists() -> None:
     cluster = outdated(Cluster.healthy(3, 0))
     step = next_step(cluster.spec(), cluster.observe())

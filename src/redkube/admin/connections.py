@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redkube.model.addresses import Address
 from redkube.model.slots import SlotRange
+from redkube.model.tls import ClientTls
 
 T = TypeVar("T")
 
@@ -40,16 +41,34 @@ def is_transient(error: Exception) -> bool:
 
 
 class NodeClient:
-    def __init__(self, address: Address, password: str | None, timeout: float = 1.0) -> None:
+    """``decode``: replies as text; without it as bytes (key names and values are bytes)."""
+
+    def __init__(
+        self,
+        address: Address,
+        password: str | None,
+        timeout: float = 1.0,
+        decode: bool = True,
+        tls: ClientTls | None = None,
+    ) -> None:
         self.address = address
+        secure: dict[str, object] = {}
+        if tls is not None:
+            secure = {
+                "ssl": True,
+                "ssl_ca_certs": tls.ca,
+                "ssl_certfile": tls.cert,
+                "ssl_keyfile": tls.key,
+            }
         self._redis = aioredis.Redis(
             host=address.host,
             port=address.port,
             password=password,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            decode_responses=True,
+            decode_responses=decode,
             retry=Retry(NoBackoff(), 0),
+            **secure,  # type: ignore[arg-type]
         )
         # Keep INFO as raw text: ``replies`` parses it the same way for every server version.
         self._redis.response_callbacks.pop("INFO", None)
@@ -83,7 +102,7 @@ class NodeClient:
 
         return await self._call(name, run, attempts)
 
-    async def pipeline(self, commands: Iterable[tuple[str | int, ...]]) -> list[object]:
+    async def pipeline(self, commands: Iterable[tuple[str | int | bytes, ...]]) -> list[object]:
         """Send many commands in one round trip (not a transaction); each reply, or the
         ResponseError it raised, in order. One attempt: the callers re-observe and retry."""
         calls = list(commands)
@@ -97,7 +116,10 @@ class NodeClient:
 
         if not calls:
             return []
-        return await self._call(f"{len(calls)} x {calls[0][0]} {calls[0][1]}", run, attempts=1)
+        first = " ".join(
+            a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in calls[0][:2]
+        )
+        return await self._call(f"{len(calls)} x {first}", run, attempts=1)
 
     async def text(self, *args: str | int, attempts: int = 4) -> str:
         return str(await self.command(*args, attempts=attempts))
@@ -174,28 +196,55 @@ MIGRATION_TIMEOUT_S = 30.0
 
 
 class ClientPool:
-    """One NodeClient per address, reused across reconcile passes; and one with a longer
-    timeout for moving keys."""
+    """One NodeClient per address, reused across reconcile passes; one with a longer timeout
+    for moving slots; and one of those that keeps key names as bytes (a key name need not be
+    text)."""
 
-    def __init__(self, password: str | None, timeout: float = 1.0) -> None:
+    def __init__(
+        self, password: str | None, timeout: float = 1.0, tls: ClientTls | None = None
+    ) -> None:
         self.password = password
+        self.tls = tls
         self._timeout = timeout
         self._clients: dict[Address, NodeClient] = {}
         self._slow: dict[Address, NodeClient] = {}
+        self._keys: dict[Address, NodeClient] = {}
+        self._retired: list[NodeClient] = []
+
+    def use_password(self, password: str) -> None:
+        """Clients made from now on authenticate with ``password``; those already open go on
+        with the old one (still accepted while a rotation's grace period lasts) until close()."""
+        self.password = password
+        self._retired += [*self._clients.values(), *self._slow.values(), *self._keys.values()]
+        self._clients, self._slow, self._keys = {}, {}, {}
 
     def client(self, address: Address) -> NodeClient:
         found = self._clients.get(address)
         if found is None:
-            found = self._clients[address] = NodeClient(address, self.password, self._timeout)
+            found = self._clients[address] = NodeClient(
+                address, self.password, self._timeout, tls=self.tls
+            )
         return found
 
     def migration_client(self, address: Address) -> NodeClient:
         found = self._slow.get(address)
         if found is None:
-            found = self._slow[address] = NodeClient(address, self.password, MIGRATION_TIMEOUT_S)
+            found = self._slow[address] = NodeClient(
+                address, self.password, MIGRATION_TIMEOUT_S, tls=self.tls
+            )
+        return found
+
+    def key_client(self, address: Address) -> NodeClient:
+        found = self._keys.get(address)
+        if found is None:
+            found = self._keys[address] = NodeClient(
+                address, self.password, MIGRATION_TIMEOUT_S, decode=False, tls=self.tls
+            )
         return found
 
     async def close(self) -> None:
-        clients = [*self._clients.values(), *self._slow.values()]
-        self._clients, self._slow = {}, {}
+        clients = [
+            *self._clients.values(), *self._slow.values(), *self._keys.values(), *self._retired
+        ]  # fmt: skip
+        self._clients, self._slow, self._keys, self._retired = {}, {}, {}, []
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)

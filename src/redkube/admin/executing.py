@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Iterable
 
 from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.handing_over import hand_over
-from redkube.admin.migrating import close_slots, move_slots, tell_owner
+from redkube.admin.migrating import Moved, close_slots, move_slots, tell_owner
 from redkube.admin.replies import parse_cluster_nodes
 from redkube.model.actions import (
     AddSlots,
@@ -47,8 +47,8 @@ GRACEFUL_CONFIRM_TIMEOUT_S = 6.0
 POLL_INTERVAL_S = 0.01
 
 
-async def execute(action: RedisAction, pool: ClientPool) -> int:
-    """Carry the action out; the number of keys it moved (resharding), else 0."""
+async def execute(action: RedisAction, pool: ClientPool) -> Moved:
+    """Carry the action out; the keys it moved (resharding), else none."""
     match action:
         case MoveSlots():
             return await move_slots(action, action.masters, pool)
@@ -83,7 +83,7 @@ async def execute(action: RedisAction, pool: ClientPool) -> int:
             await _all(pool.client(a).config_set(key, value) for a, key, value in assignments)
         case Reset(address, _reason):
             await pool.client(address).cluster_reset(hard=False)
-    return 0
+    return Moved()
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

@@ -8,8 +8,8 @@ left the slots with the source).
 - Atomic (Valkey 9+): ``CLUSTER MIGRATESLOTS`` on the source; the server moves the slots as one
   job, followed in ``CLUSTER GETSLOTMIGRATIONS``.
 - Classic (Redis 7, Valkey before 9): ``SETSLOT IMPORTING`` on the target, ``MIGRATING`` on the
-  source, then per slot ``GETKEYSINSLOT`` and ``MIGRATE ... KEYS`` (never REPLACE: a key already
-  on the target is an error, not an overwrite), then ``SETSLOT NODE`` on the target, the source
+  source, then per slot ``GETKEYSINSLOT`` and ``MIGRATE ... KEYS`` (without REPLACE: a key already
+  on the target is an error first, handled below), then ``SETSLOT NODE`` on the target, the source
   and the other masters. Every step is pipelined over all slots of the batch: Redis writes
   nodes.conf once per event loop turn, not once per slot.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
@@ -29,23 +30,35 @@ from redkube.model.slots import SlotRange
 
 KEYS_PER_MIGRATE = 1000
 MIGRATE_TIMEOUT_MS = 20000
-ATOMIC_WAIT_S = 40.0  # then the loop observes again (the job goes on; it waits for it)
+ATOMIC_WAIT_S = 40.0
+CLASSIC_MOVE_S = 60.0  # then per slot: a batch of 1024 slots (about 1 s here) gets 80 s
+CLASSIC_MOVE_PER_SLOT_S = 0.02  # then the loop observes again (the job goes on; it waits for it)
 POLL_S = 0.005
 TERMINAL_STATES = frozenset({"success", "failed", "cancelled"})
+KEYS_NAMED = 3  # in the Event about copies that differed
 
 
-async def move_slots(action: MoveSlots, masters: Sequence[Address], pool: ClientPool) -> int:
-    """Run one batch of moves at once; the number of keys moved."""
+@dataclass(frozen=True)
+class Moved:
+    """What a batch of moves did: keys moved, and what the user should hear about."""
+
+    keys: int = 0
+    notes: tuple[str, ...] = ()
+
+
+async def move_slots(action: MoveSlots, masters: Sequence[Address], pool: ClientPool) -> Moved:
+    """Run one batch of moves at once."""
     move = _move_atomic if action.atomic else _move_classic
-    counts = await asyncio.gather(
+    results = await asyncio.gather(
         *(move(m, masters, pool) for m in action.moves), return_exceptions=True
     )
-    errors = [c for c in counts if isinstance(c, BaseException)]
+    errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         if not all(isinstance(e, Exception) for e in errors):
             raise errors[0]
         raise AdminError("; ".join(str(e) for e in errors))
-    return sum(c for c in counts if isinstance(c, int))
+    done = [r for r in results if isinstance(r, Moved)]
+    return Moved(sum(r.keys for r in done), tuple(n for r in done for n in r.notes))
 
 
 def _slots(ranges: Iterable[SlotRange]) -> list[int]:
@@ -58,7 +71,22 @@ def _raise_errors(address: Address, what: str, replies: list[object], allowed: s
             raise AdminError(f"{address}: {what}: {reply}")
 
 
-async def _move_classic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> int:
+async def _move_classic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> Moved:
+    """One move, bounded in time: a server that stalls (a MIGRATE waiting on its target) turns
+    into an error the loop reports, and the next pass finishes or rolls back the open slots."""
+    limit = CLASSIC_MOVE_S + CLASSIC_MOVE_PER_SLOT_S * move.slots
+    try:
+        return await asyncio.wait_for(_move_classic_unbounded(move, masters, pool), limit)
+    except TimeoutError as error:
+        raise AdminError(
+            f"{move.source}: moving {move.slots} slots to {move.target} did not finish within "
+            f"{limit:.0f}s; the next pass finishes or rolls back the slots left open"
+        ) from error
+
+
+async def _move_classic_unbounded(
+    move: SlotMove, masters: Sequence[Address], pool: ClientPool
+) -> Moved:
     source = pool.migration_client(move.source)
     target = pool.migration_client(move.target)
     slots = _slots(move.ranges)
@@ -71,18 +99,22 @@ async def _move_classic(move: SlotMove, masters: Sequence[Address], pool: Client
         ("CLUSTER", "SETSLOT", s, "MIGRATING", move.target_id) for s in slots
     )
     _raise_errors(move.source, "SETSLOT MIGRATING", replies, allowed="not the owner")
-    moved = await _migrate_keys(source, move.target, slots, pool.password)
+    keys = pool.key_client(move.source), pool.key_client(move.target)
+    moved = await _migrate_keys(*keys, slots, pool.password)
     await _assign(move, slots, masters, pool)
     return moved
 
 
 async def _migrate_keys(
-    source: NodeClient, target: Address, slots: list[int], password: str | None
-) -> int:
+    source: NodeClient, target_client: NodeClient, slots: list[int], password: str | None
+) -> Moved:
     """MIGRATE every key of the slots to the target, in batches per slot, until none is left
     on the source (new keys of a migrating slot go to the target by ASK)."""
     moved = 0
+    notes: list[str] = []
+    target = target_client.address
     pending = list(slots)
+    previous: list[object] = []
     auth: tuple[str, ...] = ("AUTH", password) if password else ()
     while pending:
         listed = await source.pipeline(
@@ -91,7 +123,13 @@ async def _migrate_keys(
         _raise_errors(source.address, "GETKEYSINSLOT", listed)
         batches = [(s, keys) for s, keys in zip(pending, listed, strict=True) if keys]
         if not batches:
-            return moved
+            return Moved(moved, tuple(notes))
+        if listed == previous:
+            raise AdminError(
+                f"{source.address}: the same keys are listed again after they were moved to "
+                f"{target}; the slot stays open"
+            )
+        previous = listed
         calls = [
             ("MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
             for _, keys in batches
@@ -99,17 +137,49 @@ async def _migrate_keys(
         ]
         replies = await source.pipeline(calls)
         for (slot, keys), reply in zip(batches, replies, strict=True):
-            if isinstance(reply, ResponseError):
-                if "BUSYKEY" in str(reply):
-                    raise AdminError(
-                        f"{source.address}: slot {slot}: {target} already holds one of the keys "
-                        f"being moved ({reply}); nothing overwritten, the slot stays open until "
-                        "one copy is removed"
-                    )
+            if isinstance(reply, ResponseError) and "BUSYKEY" in str(reply):
+                # MIGRATE moved the others; what is left on the source is held by both.
+                replaced, note = await _replace_copies(source, target_client, slot, auth)
+                moved += replaced
+                notes += [note]
+            elif isinstance(reply, ResponseError):
                 raise AdminError(f"{source.address}: MIGRATE slot {slot} to {target}: {reply}")
-            moved += len(keys) if isinstance(keys, list) else 0
+            else:
+                moved += len(keys) if isinstance(keys, list) else 0
         pending = [s for s, _ in batches]
-    return moved
+    return Moved(moved, tuple(notes))
+
+
+async def _replace_copies(
+    source: NodeClient, target: NodeClient, slot: int, auth: tuple[str, ...]
+) -> tuple[int, str]:
+    """The keys of the slot that both hold: the source's copy replaces the target's (see the
+    module's text); the number replaced, and what to tell the user."""
+    listed = await source.command("CLUSTER", "GETKEYSINSLOT", slot, KEYS_PER_MIGRATE)
+    keys = [k for k in listed if isinstance(k, bytes)] if isinstance(listed, list) else []
+    ours = await source.pipeline(("DUMP", k) for k in keys)
+    _raise_errors(source.address, f"DUMP slot {slot}", ours)
+    # The target imports the slot: it answers for one of its keys only right after ASKING.
+    theirs = (await target.pipeline(c for k in keys for c in (("ASKING",), ("DUMP", k))))[1::2]
+    _raise_errors(target.address, f"DUMP slot {slot}", theirs)
+    both = [k for k, t in zip(keys, theirs, strict=True) if t is not None]
+    differing = [k for k, o, t in zip(keys, ours, theirs, strict=True) if t is not None and o != t]
+    if both:
+        host, port = target.address.host, target.address.port
+        reply = await source.pipeline(
+            [("MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", *auth, "KEYS", *both)]
+        )
+        _raise_errors(source.address, f"MIGRATE REPLACE slot {slot}", reply)
+    note = (
+        f"slot {slot}: {len(both)} key(s) were on both {source.address} and {target.address} "
+        "(the source came back with copies it had moved: a failover or a restart during the "
+        "move); kept the source's copies, which clients were served from since"
+    )
+    if differing:
+        names = [k.decode(errors="backslashreplace") for k in differing[:KEYS_NAMED]]
+        named = ", ".join(names) + (", ..." if len(differing) > KEYS_NAMED else "")
+        note += f"; {len(differing)} differed from the target's, which were dropped: {named}"
+    return len(both), note
 
 
 async def _assign(
@@ -134,7 +204,7 @@ async def _assign(
     _raise_errors(move.source, "SETSLOT NODE", replies)
 
 
-async def _move_atomic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> int:
+async def _move_atomic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> Moved:
     source = pool.migration_client(move.source)
     slots = _slots(move.ranges)
     counts = await source.pipeline(("CLUSTER", "COUNTKEYSINSLOT", s) for s in slots)
@@ -154,9 +224,9 @@ async def _move_atomic(move: SlotMove, masters: Sequence[Address], pool: ClientP
                     f"{move.source}: slot migration to {move.target} {job.get('state')}: "
                     f"{job.get('message') or 'no reason given'}; the slots stay with the source"
                 )
-            return keys
+            return Moved(keys)
         await asyncio.sleep(POLL_S)
-    return keys  # still running: the loop sees the job and waits for it
+    return Moved(keys)  # still running: the loop sees the job and waits for it
 
 
 def _latest_job(

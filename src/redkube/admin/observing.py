@@ -100,6 +100,17 @@ async def observe_node(address: Address, pool: ClientPool) -> NodeView:
         version=server_version(info),
         replicating_from=replicating_from(info),
         rewriting_aof=rewriting_aof(info),
+        cluster_summary=cluster_summary(cluster_info),
+    )
+
+
+def cluster_summary(cluster_info: Mapping[str, str]) -> str:
+    def field(name: str) -> str:
+        return cluster_info.get(name, "?")
+
+    return (
+        f"slots ok {field('cluster_slots_ok')} of {field('cluster_slots_assigned')} assigned, "
+        f"{field('cluster_size')} masters with slots, {field('cluster_known_nodes')} nodes known"
     )
 
 

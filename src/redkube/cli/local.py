@@ -47,7 +47,7 @@ from redkube.platform.local.layout import (
 )
 from redkube.platform.local.processes import is_our_server, stop_leftover
 from redkube.platform.local.provisioning import new_record, reshaped_record
-from redkube.platform.local.servers import inspect_server, resolve_server
+from redkube.platform.local.servers import inspect_server, require_tls, resolve_server
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
 POLL_S = 0.02
@@ -76,10 +76,28 @@ def up(args: argparse.Namespace) -> ExitStatus:
                 )
         supervisor = spawn_supervisor(layout)
     status = wait_until_ready(layout, supervisor, args.timeout, record)
+    if args.rotate_password:
+        wait_until_switched(layout, started + args.timeout)
     elapsed = time.monotonic() - started
     record = layout.load()  # nodes that started again may have new addresses
     rendering.print_ready(out, layout, record, status, elapsed)
     return ExitStatus.SUCCESS
+
+
+def wait_until_switched(layout: ClusterLayout, deadline: float) -> None:
+    """Until every node accepts the new password and it is the current one."""
+    with out.status("teaching every node the new password", spinner="dots"):
+        while (rotation := layout.rotation()) is not None and rotation.adding:
+            if time.monotonic() > deadline:
+                raise UserError(
+                    "the new password is not on every node yet; the supervisor goes on (see "
+                    f"`redkube status {layout.name}`)",
+                    ExitStatus.TIMEOUT,
+                )
+            time.sleep(POLL_S)
+    if rotation is not None and rotation.retire_at is not None:
+        until = time.strftime("%H:%M:%S", time.localtime(rotation.retire_at))
+        out.print(f"new password in {layout.password_path}; the old one works until {until}")
 
 
 def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterRecord:
@@ -92,12 +110,24 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
             replicas=pick(args.replicas, record.spec.replicas),
             node_timeout_ms=pick(args.node_timeout_ms, record.spec.node_timeout_ms),
             config=tuple({**dict(record.spec.config), **settings}.items()),
+            tls=record.spec.tls,
+            tls_client_certs=record.spec.tls_client_certs,
         )
         if wanted.node_timeout_ms != record.spec.node_timeout_ms:
             raise UserError(
                 f"cluster {args.name!r} runs with a node timeout of "
                 f"{record.spec.node_timeout_ms} ms; changing it is not supported yet"
             )
+        if (args.tls and not record.spec.tls) or (
+            args.tls_client_certs and not record.spec.tls_client_certs
+        ):
+            flag = "--tls-client-certs" if record.spec.tls else "--tls"
+            raise UserError(
+                f"cluster {args.name!r} was created without {flag}; it is chosen when a "
+                "cluster is created (turning it on for a running cluster is not supported yet)"
+            )
+        if args.rotate_password:
+            layout.begin_rotation(args.password_grace)
         if args.new_address_on_restart and not record.new_address_on_restart:
             raise UserError(
                 f"cluster {args.name!r} was created without --new-address-on-restart; "
@@ -110,14 +140,20 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
         if record != layout.load():
             layout.save(record)
         return record
+    if args.rotate_password:
+        raise UserError(f"--rotate-password: there is no cluster named {args.name!r} yet")
     spec = ClusterSpec(
         name=args.name,
         shards=pick(args.shards, DEFAULTS["shards"]),
         replicas=pick(args.replicas, DEFAULTS["replicas"]),
         node_timeout_ms=pick(args.node_timeout_ms, DEFAULTS["node_timeout_ms"]),
         config=tuple(settings.items()),
+        tls=args.tls or args.tls_client_certs,
+        tls_client_certs=args.tls_client_certs,
     )
     server = resolve_server(args.server)
+    if spec.tls:
+        require_tls(server)
     record = new_record(
         layout, spec, server.path, args.hosts, address_pool(), args.new_address_on_restart
     )
@@ -153,6 +189,8 @@ def with_server(record: ClusterRecord, wanted: str) -> ClusterRecord:
     new = resolve_server(wanted)
     if new.path == record.server:
         return record
+    if record.spec.tls:
+        require_tls(new)
     old = inspect_server(record.server)
     old_version = version_of_server(f"{old.family} {old.version[0]}.{old.version[1]}")
     new_version = version_of_server(f"{new.family} {new.version[0]}.{new.version[1]}")
@@ -286,7 +324,8 @@ async def observe_record(layout: ClusterLayout, record: ClusterRecord) -> Observ
         )
         for m in record.members
     ]
-    pool = ClientPool(layout.password(), timeout=0.5)
+    password = layout.credentials().current
+    pool = ClientPool(password, timeout=0.5, tls=layout.client_tls(record.spec))
     try:
         return await observe(members, pool)
     finally:

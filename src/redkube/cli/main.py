@@ -51,6 +51,30 @@ def build_parser() -> Parser:
     up.add_argument("--hosts", type=int, default=3, help="fake hosts to spread nodes over")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
     up.add_argument(
+        "--tls",
+        action="store_true",
+        help="a new cluster speaks TLS only (clients, replication, cluster bus), with its own CA "
+        "under its state directory",
+    )
+    up.add_argument(
+        "--tls-client-certs",
+        action="store_true",
+        help="with --tls: clients must present a certificate from the cluster's CA",
+    )
+    up.add_argument(
+        "--rotate-password",
+        action="store_true",
+        help="on a running cluster: a new password, taught to every node before it is used; the "
+        "old one keeps working for --password-grace seconds",
+    )
+    up.add_argument(
+        "--password-grace",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --rotate-password: how long the old password is still accepted (default 60)",
+    )
+    up.add_argument(
         "--new-address-on-restart",
         action="store_true",
         help="a new cluster's nodes get a new address each time they start again, like "

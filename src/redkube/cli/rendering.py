@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -34,20 +35,31 @@ def print_ready(
     out: Console, layout: ClusterLayout, record: ClusterRecord, status: LoopStatus, elapsed: float
 ) -> None:
     first = record.members[0].address
-    password = layout.password()
+    secret = shlex.quote(str(layout.password_path))
     name_flag = "" if record.spec.name == "redkube" else f" --name {record.spec.name}"
     out.print(
         f"[green]✔[/] cluster [bold]{record.spec.name}[/] is ready: {shape(record.spec)}, "
         f"{len(record.members)} nodes, {status.linked_replicas} replicas linked "
         f"({elapsed:.1f}s)"
     )
-    out.print(f"  password  {password}   [dim](file {layout.password_path}, mode 0600)[/]")
+    # The password itself is never printed (terminal scrollback, CI logs); nor put in a
+    # command's arguments (`ps`): redis-cli reads it from REDISCLI_AUTH.
+    out.print(f"  password  in {layout.password_path}   [dim](mode 0600)[/]")
+    tls = layout.client_tls(record.spec)
+    cli_tls = py_tls = ""
+    if tls is not None:
+        cli_tls = f"--tls --cacert {shlex.quote(tls.ca)} "
+        py_tls = f", ssl=True, ssl_ca_certs={tls.ca!r}"
+        if record.spec.tls_client_certs:
+            cli_tls += f"--cert {shlex.quote(tls.cert)} --key {shlex.quote(tls.key)} "
+            py_tls += f", ssl_certfile={tls.cert!r}, ssl_keyfile={tls.key!r}"
     out.print(
-        f"  connect   redis-cli -c -h {first.host} -p {first.port} -a {shlex.quote(password)}"
+        f'  connect   REDISCLI_AUTH="$(cat {secret})" redis-cli {cli_tls}-c -h {first.host} '
+        f"-p {first.port}"
     )
     out.print(
         f"  python    redis.cluster.RedisCluster(host={first.host!r}, port={first.port}, "
-        f"password=open({str(layout.password_path)!r}).read().strip())"
+        f"password=open({str(layout.password_path)!r}).read().strip(){py_tls})"
     )
     out.print(
         f"  more      redkube status{name_flag}  |  redkube kill {record.members[0].name}"
@@ -80,6 +92,16 @@ def print_status(
         out.print(f"  resharding: {loop_status.migration.describe()}")
     if loop_status is not None and loop_status.rollout and not loop_status.rollout.done:
         out.print(f"  updating: {loop_status.rollout.describe()}")
+    if spec.tls:
+        required = ", client certificates required" if spec.tls_client_certs else ""
+        out.print(f"  tls: on, CA {layout.authority.cert_path}{required}")
+    rotation = layout.rotation()
+    if rotation is not None:
+        if rotation.adding:
+            out.print("  password rotation: teaching every node the new password")
+        else:
+            until = time.strftime("%H:%M:%S", time.localtime(rotation.retire_at or 0))
+            out.print(f"  password rotation: the old password works until {until}")
 
     table = Table(box=None, pad_edge=False)
     for column in ("node", "shard", "role", "address", "host", "slots", "link", "keys", "memory"):

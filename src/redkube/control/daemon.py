@@ -13,6 +13,8 @@ import traceback
 
 from redkube.admin.connections import ClientPool
 from redkube.control.reconciling import Reconciler
+from redkube.control.renewing import CertificateRenewal
+from redkube.control.rotating import PasswordRotation
 from redkube.control.statuses import LoopStatus, Phase
 from redkube.platform.local.layout import ClusterLayout, StateError, write_json
 from redkube.platform.local.processes import LocalPlatform
@@ -75,7 +77,7 @@ def log(message: str) -> None:
 
 async def _supervise(layout: ClusterLayout) -> None:
     record = layout.load()
-    password = layout.password()
+    password = layout.credentials().current
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -88,8 +90,8 @@ async def _supervise(layout: ClusterLayout) -> None:
         else:
             log(message)
 
-    platform = LocalPlatform(layout, record, password, on_event=event)
-    pool = ClientPool(password)
+    platform = LocalPlatform(layout, record, on_event=event)
+    pool = ClientPool(password, tls=layout.client_tls(record.spec))
     last: list[LoopStatus] = []
 
     def report(status: LoopStatus) -> None:
@@ -122,9 +124,18 @@ async def _supervise(layout: ClusterLayout) -> None:
     reconciler = Reconciler(record.spec, platform, pool, report, log)
     loop.add_signal_handler(signal.SIGHUP, reshape)
     log(f"supervising {record.spec.name}: {record.spec.shards} shards x {record.spec.replicas}")
+    rotation = PasswordRotation(layout, platform, pool, reconciler.record)
+    helpers = [asyncio.create_task(rotation.run(stop), name="password rotation")]
+    if record.spec.tls:
+        renewal = CertificateRenewal(layout, platform, pool, reconciler.record)
+        helpers.append(asyncio.create_task(renewal.run(stop), name="certificate renewal"))
     try:
         await reconciler.run(stop)
     finally:
+        for helper in helpers:
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await helper
         log("stopping nodes")
         with contextlib.suppress(Exception):
             await pool.close()

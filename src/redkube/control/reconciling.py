@@ -123,9 +123,11 @@ class Reconciler:
                         self._down_since.update(dict.fromkeys(step.names, time.monotonic()))
                     await self.platform.restart(step.names)
                 else:
-                    keys = await execute(step, self.pool)
+                    done = await execute(step, self.pool)
+                    for note in done.notes:
+                        self.record(note)
                     if isinstance(step, MoveSlots):
-                        self._progress.moved(step.slots, keys)
+                        self._progress.moved(step.slots, done.keys)
                 self._errors = 0
             except AdminError as failure:
                 error = str(failure)

@@ -6,7 +6,8 @@ Names, for a RedisCluster `c`:
 - StatefulSet `c-<shard>` per shard, Pods `c-<shard>-<ordinal>` (ordinal 0 starts as master);
 - Services `c-nodes` (headless, per-Pod DNS) and `c` (clients);
 - PodDisruptionBudget `c-<shard>`, ConfigMap `c-config`, Secret `c-auth` (unless the user names
-  one in spec.auth.secretName).
+  one in spec.auth.secretName), NetworkPolicy `c-network` (unless spec.networkPolicy.enabled is
+  false).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BUS_PORT = 16379
 SERVER_USER = 999
 ZONE_LABEL = "topology.kubernetes.io/zone"
 PASSWORD_KEY = "password"
+DEFAULT_OPERATOR_NAMESPACE = "redkube-system"
 CONFIG_DIR = "/etc/redkube"
 RUN_DIR = "/run/redkube"
 DATA_DIR = "/data"
@@ -437,8 +439,48 @@ def revision(cluster: RedisCluster) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def build_all(cluster: RedisCluster, password: str) -> list[JSON]:
-    """Everything, in the order to create it (a Secret and ConfigMap before the Pods need them)."""
+def network_policy_name(cluster: RedisCluster) -> str:
+    return f"{cluster.name}-network"
+
+
+def build_network_policy(cluster: RedisCluster, operator_namespace: str) -> JSON:
+    """Ingress to the cluster's Pods: from each other on every port (the cluster bus, and
+    replication on the client port); on the client port only, from the operator's namespace and
+    from the clients of spec.networkPolicy.clients. Egress: to each other, and DNS; a server
+    connects to nothing else (its probes and hooks talk to the Pod's own address, which stays
+    inside the Pod). Enforced by the cluster's network plugin, where it has one that enforces
+    NetworkPolicy."""
+    own = {"podSelector": {"matchLabels": selector(cluster)}}
+    operator = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(cluster, network_policy_name(cluster)),
+        "spec": {
+            "podSelector": {"matchLabels": selector(cluster)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": [own]},
+                {
+                    "from": [operator, *(dict(peer) for peer in cluster.network.clients)],
+                    "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+                },
+            ],
+            "egress": [
+                {"to": [own]},
+                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+            ],
+        },
+    }
+
+
+def build_all(
+    cluster: RedisCluster, password: str, operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE
+) -> list[JSON]:
+    """Everything, in the order to create it (a Secret and ConfigMap before the Pods need them).
+    ``operator_namespace``: where the operator runs (its Pods reach the client port)."""
     objects: list[JSON] = []
     if cluster.auth_secret is None:
         objects.append(build_secret(cluster, password))
@@ -447,6 +489,8 @@ def build_all(cluster: RedisCluster, password: str) -> list[JSON]:
         build_headless_service(cluster),
         build_client_service(cluster),
     ]
+    if cluster.network.enabled:
+        objects.append(build_network_policy(cluster, operator_namespace))
     for shard in range(cluster.cluster.shards):
         objects += [build_statefulset(cluster, shard), build_pod_disruption_budget(cluster, shard)]
     return objects

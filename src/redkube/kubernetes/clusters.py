@@ -85,6 +85,19 @@ class Placement:
     zone_spread: bool = True
 
 
+PEER_KEYS = frozenset({"podSelector", "namespaceSelector", "ipBlock"})
+
+
+@dataclass(frozen=True)
+class NetworkAccess:
+    """spec.networkPolicy: whether a NetworkPolicy guards the Pods, and who besides the cluster's
+    own Pods and the operator's namespace may reach the client port (NetworkPolicyPeer objects;
+    by default every Pod of the cluster's namespace)."""
+
+    enabled: bool = True
+    clients: tuple[Mapping[str, Any], ...] = ({"podSelector": {}},)
+
+
 @dataclass(frozen=True)
 class RedisCluster:
     """What one RedisCluster object asks for."""
@@ -102,6 +115,7 @@ class RedisCluster:
     resources: Mapping[str, Any] = field(default_factory=dict)
     pvc_retention: str = "Retain"
     allow_disruption_without_replicas: bool = False
+    network: NetworkAccess = NetworkAccess()
 
     @property
     def family(self) -> str:
@@ -161,6 +175,25 @@ def _config(raw: Any) -> dict[str, str]:
             message = config_value_message(str(key), str(value), value_format.expected)
             raise SpecError(f"spec.{message}")
     return config
+
+
+def _network(raw: Any) -> NetworkAccess:
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.networkPolicy must be an object")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"spec.networkPolicy.enabled must be true or false (got {enabled!r})")
+    clients = raw.get("clients", list(NetworkAccess.clients))
+    if not isinstance(clients, list) or not all(isinstance(c, Mapping) for c in clients):
+        raise SpecError("spec.networkPolicy.clients must be a list of NetworkPolicy peers")
+    for peer in clients:
+        unknown = sorted(set(peer) - PEER_KEYS)
+        if not peer or unknown:
+            raise SpecError(
+                "spec.networkPolicy.clients: each peer has podSelector, namespaceSelector or "
+                f"ipBlock (got {', '.join(unknown) or 'an empty peer'})"
+            )
+    return NetworkAccess(enabled, tuple(dict(c) for c in clients))
 
 
 def _resources(raw: Any) -> dict[str, Any]:
@@ -251,4 +284,5 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
         resources=_resources(spec.get("resources") or {}),
         pvc_retention=retention,
         allow_disruption_without_replicas=_bool(spec, "allowDisruptionWithoutReplicas", False),
+        network=_network(spec.get("networkPolicy") or {}),
     )

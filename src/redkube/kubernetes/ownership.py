@@ -14,6 +14,7 @@ OWNED_KINDS: tuple[tuple[str, str, str], ...] = (
     ("", "v1", "services"),
     ("", "v1", "configmaps"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
 )
 """(group, version, plural) of every kind the operator applies and then watches for drift. The
 password Secret is left out on purpose: it is created once and never overwritten."""

@@ -65,6 +65,9 @@ FORBIDDEN_CONFIG_KEYS = (
     "daemonize", "supervised", "pidfile", "logfile", "unixsocket", "rename-command", "include",
     "loadmodule", "enable-debug-command", "enable-module-command", "protected-mode",
     "appendonly", "appenddirname", "aclfile", "tls-port", "cluster-node-timeout",
+    "tls-cluster", "tls-replication", "tls-cert-file", "tls-key-file", "tls-ca-cert-file",
+    "tls-ca-cert-dir", "tls-auth-clients", "tls-client-cert-file", "tls-client-key-file",
+    "tls-key-file-pass", "tls-client-key-file-pass",
 )  # fmt: skip
 CONFIG_KEY_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9]{0,63}$"
 MAX_CONFIG_KEYS = 64
@@ -211,6 +214,15 @@ def obj(description: str, properties: JSON, **extra: Any) -> JSON:
 def with_rules(schema: JSON, *rules: JSON) -> JSON:
     """`schema` with CEL rules, checked by the apiserver on every create and update."""
     return {**schema, "x-kubernetes-validations": list(rules)}
+
+
+def selector_schema(description: str) -> JSON:
+    """A label selector, checked by the apiserver when the NetworkPolicy is applied."""
+    return {
+        "type": "object",
+        "description": f"{description} A label selector; {{}} selects all.",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
 
 
 def quantity(description: str, **extra: Any) -> JSON:
@@ -448,6 +460,52 @@ def spec_schema() -> JSON:
                 " its PodDisruptionBudget allows no voluntary disruption (a drain waits);"
                 " true lets drains evict such Pods anyway.",
                 False,
+            ),
+            "networkPolicy": obj(
+                "A NetworkPolicy on the cluster's Pods: they reach each other on every port (the"
+                " cluster bus, replication); the client port is open to the operator's namespace"
+                " and to `clients`; nothing else gets in. Enforced where the cluster's network"
+                " plugin enforces NetworkPolicy.",
+                {
+                    "enabled": boolean("Create the NetworkPolicy <name>-network.", True),
+                    "clients": {
+                        "type": "array",
+                        "description": "Who may reach the client port: NetworkPolicyPeer objects"
+                        " (podSelector, namespaceSelector, ipBlock). Default: every Pod of this"
+                        " namespace.",
+                        "default": [{"podSelector": {}}],
+                        "maxItems": 32,
+                        "items": with_rules(
+                            obj(
+                                "A NetworkPolicyPeer.",
+                                {
+                                    "podSelector": selector_schema(
+                                        "Pods (in this namespace, or in the namespaceSelector's)."
+                                    ),
+                                    "namespaceSelector": selector_schema("Namespaces."),
+                                    "ipBlock": obj(
+                                        "Addresses outside the cluster.",
+                                        {
+                                            "cidr": string("A CIDR such as 10.0.0.0/8."),
+                                            "except": {
+                                                "type": "array",
+                                                "items": {"type": "string"},
+                                                "description": "CIDRs left out.",
+                                            },
+                                        },
+                                        required=["cidr"],
+                                    ),
+                                },
+                            ),
+                            rule(
+                                "has(self.podSelector) || has(self.namespaceSelector)"
+                                " || has(self.ipBlock)",
+                                "a peer has podSelector, namespaceSelector or ipBlock",
+                            ),
+                        ),
+                    },
+                },
+                default={},
             ),
             "updateStrategy": obj(
                 "How spec changes reach running Pods: a rolling restart, replicas first, each"

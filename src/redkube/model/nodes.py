@@ -81,6 +81,9 @@ class NodeView:
     # AOF holds only its data from before the sync until that rewrite ends: killed meanwhile,
     # it comes back without what it acknowledged since.
     rewriting_aof: bool = False
+    # What CLUSTER INFO says behind its cluster_state (slots ok and assigned, masters with
+    # slots, nodes known), so a wait on cluster_state:ok says what the node itself lacks.
+    cluster_summary: str = ""
 
     @property
     def atomic_migration(self) -> bool:

@@ -25,6 +25,25 @@ def cluster_settings(spec: ClusterSpec, aof: bool = True) -> list[tuple[str, str
     return settings
 
 
+def tls_settings(
+    spec: ClusterSpec, port: int, cert: str, key: str, ca: str
+) -> list[tuple[str, str]]:
+    """TLS on the client port, for replication and on the cluster bus; no plain TCP port. Each
+    node's certificate also serves as its client certificate towards its peers."""
+    if not spec.tls:
+        return [("port", str(port))]
+    return [
+        ("port", "0"),
+        ("tls-port", str(port)),
+        ("tls-cluster", "yes"),
+        ("tls-replication", "yes"),
+        ("tls-cert-file", quoted(cert)),
+        ("tls-key-file", quoted(key)),
+        ("tls-ca-cert-file", quoted(ca)),
+        ("tls-auth-clients", "yes" if spec.tls_client_certs else "optional"),
+    ]
+
+
 def render(settings: list[tuple[str, str]]) -> str:
     return "".join(f"{key} {value}\n" for key, value in settings)
 

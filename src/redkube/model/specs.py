@@ -30,6 +30,10 @@ class ClusterSpec:
     persistent: bool = True
     # spec.updateStrategy.paused: a rolling update stops after the node in progress.
     paused: bool = False
+    # TLS on every channel (clients, replication, cluster bus) instead of plain TCP; with
+    # ``tls_client_certs`` a client must also present a certificate from the cluster's CA.
+    tls: bool = False
+    tls_client_certs: bool = False
 
     def __post_init__(self) -> None:
         # A record read back from JSON holds lists; keep the spec hashable and comparable.
@@ -47,6 +51,8 @@ class ClusterSpec:
             raise SpecError(f"shards must be at most {TOTAL_SLOTS} (got {self.shards})")
         if self.replicas < 0:
             raise SpecError(f"replicas must be 0 or more (got {self.replicas})")
+        if self.tls_client_certs and not self.tls:
+            raise SpecError("client certificates need TLS")
         if self.node_timeout_ms < MIN_NODE_TIMEOUT_MS:
             raise SpecError(
                 f"node timeout must be at least {MIN_NODE_TIMEOUT_MS} ms "

@@ -106,6 +106,13 @@ def roll_members(spec: ClusterSpec, observation: Observation) -> Step:
     where = f" ({progress.describe()})" if progress is not None else ""
     if spec.paused:
         return Wait(f"rolling update paused{where}")
+    # Nothing restarts until every node sees the others' roles and slots as they are: after a
+    # hand-over, a node that has not heard of it yet would send clients to the old master, and
+    # once that one's Pod is gone (its IP with it) a client's connect times out instead of
+    # being redirected.
+    gossip = disagreement(observation)
+    if gossip is not None:
+        return Wait(gossip)
     for observed in outdated:
         assert observed.view is not None
         if observed.view.myself.role is Role.REPLICA:
@@ -133,9 +140,6 @@ def _hand_over_or_restart(
         and o.view.master_link_up
     ]
     if followers:
-        gossip = disagreement(observation)
-        if gossip is not None:
-            return Wait(gossip)
         # Masters per host after the hand-over (this one gone): the successor goes where the
         # fewest are, so that the roll does not crowd masters (and spreading them after it has
         # nothing to undo).

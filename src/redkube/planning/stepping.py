@@ -438,7 +438,8 @@ def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
         return Wait(problem)
     for view in observation.views():
         if not view.cluster_ok:
-            return Wait(f"{names[view.address]} does not report cluster_state:ok yet")
+            why = f" ({view.cluster_summary})" if view.cluster_summary else ""
+            return Wait(f"{names[view.address]} does not report cluster_state:ok yet{why}")
     for shard in range(spec.shards):
         if shard_leader(spec, observation, shard) is None:
             return Wait(f"shard {shard} has no master serving slots")

@@ -176,6 +176,7 @@ PLURALS = {
     "Service": "services",
     "StatefulSet": "statefulsets",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
     "Pod": "pods",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "RedisCluster": "redisclusters",

