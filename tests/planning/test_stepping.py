@@ -1013,6 +1013,42 @@ def test_masters_moved_back_after_failovers_put_two_on_one_host() -> None:
     assert len(set(master_hosts)) == 3
 
 
+def _placed_as_in_ci(cluster: Cluster) -> None:
+    """Where the scheduler put the Pods in a CI run: shard 0 on node-2 and node-3, shards 1 and 2
+    on node-1 and node-2 (ordinal 0 on node-2, node-1, node-1)."""
+    hosts = {(0, 0): "node-2", (0, 1): "node-3", (1, 0): "node-1", (1, 1): "node-2"}
+    hosts |= {(2, 0): "node-1", (2, 1): "node-2"}
+    for seat in cluster.seats:
+        seat.domain = replace(seat.domain, host=hosts[(seat.shard, seat.ordinal)])
+
+
+def _master_hosts(cluster: Cluster) -> list[str]:
+    return sorted(s.domain.host for s in cluster.seats if cluster.nodes[s.node_id].is_master)
+
+
+def test_masters_spread_by_two_failovers_when_no_single_one_helps() -> None:
+    """Masters on node-2, node-1, node-1: no replica of node-1's shards is on node-3, so shard 0
+    moves to node-3 first, then one of node-1's shards to node-2 (CI: masters stayed on 2 nodes)."""
+    cluster = Cluster.healthy(3, 1)
+    _placed_as_in_ci(cluster)
+    trace = run(cluster, 20)
+    assert trace[-1] is None
+    failovers = [step for step in trace if isinstance(step, Failover)]
+    assert len(failovers) == 2, trace
+    assert failovers[0].replica == cluster.seat(0, 1).address
+    assert "the first of 2 moves" in failovers[0].reason
+    assert _master_hosts(cluster) == ["node-1", "node-2", "node-3"]
+
+
+def test_bootstrap_picks_first_masters_on_three_hosts_where_the_placement_allows() -> None:
+    cluster = Cluster.fresh(3, 1)
+    _placed_as_in_ci(cluster)
+    trace = run(cluster, 20)
+    assert trace[-1] is None
+    assert not any(isinstance(step, Failover) for step in trace), trace
+    assert _master_hosts(cluster) == ["node-1", "node-2", "node-3"]
+
+
 def test_masters_are_moved_only_while_a_move_helps() -> None:
     """Two hosts for three shards, all masters on one: one move makes it 2 + 1, and then no
     failover ping-pong (2 + 1 is the best two hosts can do)."""

@@ -49,6 +49,7 @@ from redkube.planning.reshaping import (
     wait_for_migrations,
 )
 from redkube.planning.rolling import apply_live_settings, replace_broken_outdated, roll_members
+from redkube.planning.spreading import balanced, improving_chain
 
 Rule = Callable[[ClusterSpec, Observation], Step]
 
@@ -199,24 +200,26 @@ def bootstrap(spec: ClusterSpec, observation: Observation) -> Step:
 
 def _first_masters(spec: ClusterSpec, observation: Observation) -> list[MemberObservation]:
     """One member per shard to take its slots at bootstrap: a member that already has a config
-    epoch (a bootstrap half done), else the one on the host with the fewest chosen so far
-    (then the lowest ordinal)."""
-    chosen: list[MemberObservation] = []
-    per_host: Counter[str] = Counter()
+    epoch (a bootstrap half done), else one on a host chosen so that the masters spread as well
+    as the placement allows (planning.spreading), the lowest ordinal there."""
+    candidates: dict[int, list[MemberObservation]] = {}
     for shard in range(spec.shards):
-        candidates = [
-            o for o in observation.members if o.member.shard == shard and o.view is not None
-        ]
-        if not candidates:
-            continue
-        started = [o for o in candidates if o.view is not None and o.view.myself.config_epoch]
-        pick = min(
-            started or candidates,
-            key=lambda o: (per_host[o.member.domain.host], o.member.ordinal),
-        )
+        found = [o for o in observation.members if o.member.shard == shard and o.view is not None]
+        started = [o for o in found if o.view is not None and o.view.myself.config_epoch]
+        if found:
+            candidates[shard] = sorted(started or found, key=lambda o: o.member.ordinal)
+    greedy: dict[int, str] = {}
+    per_host: Counter[str] = Counter()
+    for shard, found in candidates.items():
+        pick = min(found, key=lambda o: (per_host[o.member.domain.host], o.member.ordinal))
         per_host[pick.member.domain.host] += 1
-        chosen.append(pick)
-    return chosen
+        greedy[shard] = pick.member.domain.host
+    options = {shard: {o.member.domain.host for o in found} for shard, found in candidates.items()}
+    hosts = balanced(greedy, options)
+    return [
+        next(o for o in found if o.member.domain.host == hosts[shard])
+        for shard, found in candidates.items()
+    ]
 
 
 def reset_foreign_nodes(spec: ClusterSpec, observation: Observation) -> Step:
@@ -448,41 +451,48 @@ def wait_for_settling(spec: ClusterSpec, observation: Observation) -> Step:
 
 def spread_masters(spec: ClusterSpec, observation: Observation) -> Step:
     """Once all is well: masters spread over hosts, so that losing one host loses as few masters
-    as possible. Failovers (and the scheduler, on Kubernetes) can leave two masters on one host;
-    then a linked replica on a host holding at least two masters fewer takes over, by a graceful
-    failover (no write lost), one at a time. Each move lowers the sum of squared masters per
-    host, so the moves end."""
+    as possible. Failovers (and the scheduler, on Kubernetes) can crowd masters on one host;
+    then linked replicas take over, by graceful failovers (no write lost), one at a time, along
+    the improving chain of planning.spreading, whose moves end."""
     members = {o.view.node_id: o.member for o in observation.members if o.view is not None}
-    masters: list[tuple[int, NodeView]] = []
+    masters: dict[int, NodeView] = {}
     for shard in range(spec.shards):
         found = shard_masters(spec, observation, shard)
         if len(found) != 1:
             return None
-        masters.append((shard, found[0]))
-    per_host: Counter[str] = Counter(members[m.node_id].domain.host for _, m in masters)
-    moves: list[tuple[int, int, int, NodeView, NodeView]] = []
-    for shard, master in masters:
-        host = members[master.node_id].domain.host
-        for view in shard_views(spec, observation, shard):
-            if view.myself.master_id != master.node_id or not view.master_link_up:
-                continue
-            other = members[view.node_id].domain.host
-            gain = per_host[host] - per_host[other]
-            if gain >= 2:
-                moves.append((-gain, shard, -view.replication_offset, view, master))
-    if not moves:
+        masters[shard] = found[0]
+    replicas: dict[int, list[NodeView]] = {
+        shard: [
+            view
+            for view in shard_views(spec, observation, shard)
+            if view.myself.master_id == master.node_id and view.master_link_up
+        ]
+        for shard, master in masters.items()
+    }
+    hosts = {shard: members[master.node_id].domain.host for shard, master in masters.items()}
+    options = {
+        shard: {members[view.node_id].domain.host for view in views}
+        for shard, views in replicas.items()
+    }
+    chain = improving_chain(hosts, options)
+    if chain is None:
         return None
     gossip = disagreement(observation)
     if gossip is not None:
         return Wait(gossip)
-    _, shard, _, replica, master = min(moves, key=lambda move: move[:3])
-    host = members[master.node_id].domain.host
+    crowded = hosts[chain[0][0]]
+    shard, host = chain[-1]
+    replica = max(
+        (view for view in replicas[shard] if members[view.node_id].domain.host == host),
+        key=lambda view: view.replication_offset,
+    )
+    crowd = sum(1 for other in hosts.values() if other == crowded)
+    steps = f" (the first of {len(chain)} moves)" if len(chain) > 1 else ""
     return Failover(
         replica.address,
         FailoverMode.DEFAULT,
-        f"spreading masters: {host} serves {per_host[host]} of them; "
-        f"{members[replica.node_id].name} on {members[replica.node_id].domain.host} takes over "
-        f"shard {shard}",
+        f"spreading masters: {crowded} serves {crowd} of them; "
+        f"{members[replica.node_id].name} on {host} takes over shard {shard}{steps}",
     )
 
 
