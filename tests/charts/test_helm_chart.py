@@ -105,6 +105,11 @@ def test_the_charts_crd_is_deploy_crd_byte_for_byte() -> None:
     )
 
 
+def test_the_charts_dashboard_is_deploys_byte_for_byte() -> None:
+    chart = (CHART / "files" / "redkube-dashboard.json").read_bytes()
+    assert chart == (ROOT / "deploy" / "redkube-dashboard.json").read_bytes()
+
+
 def test_chart_metadata() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert (chart["apiVersion"], chart["name"], chart["type"]) == ("v2", "redkube", "application")
@@ -164,10 +169,14 @@ def test_default_render_agrees_with_deploy_operator_yaml(helm: Helm) -> None:
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         assert mine[probe] == other[probe], probe
         assert mine[probe]["httpGet"] == {"path": path, "port": "health"}
-    assert mine["ports"] == [{"name": "health", "containerPort": 8080}]
-    assert mine["args"][:4] == other["args"]
-    assert other["args"] == ["python", "-m", "redkube.operator", "--health-port=8080"]
-    assert mine["args"][4:] == [
+    assert mine["ports"] == [
+        {"name": "health", "containerPort": 8080}, {"name": "metrics", "containerPort": 9808}
+    ]  # fmt: skip
+    assert mine["args"][:5] == other["args"]
+    assert other["args"] == [
+        "python", "-m", "redkube.operator", "--health-port=8080", "--metrics-port=9808"
+    ]  # fmt: skip
+    assert mine["args"][5:] == [
         f"--leader-election-namespace={NAMESPACE}", "--lease-duration=15", "--renew-deadline=10",
         "--retry-period=2",
     ]  # fmt: skip
@@ -226,6 +235,7 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
         "podAnnotations": {"example.com/scrape": "false"},
         "podLabels": {"team": "storage"},
         "healthPort": 9090,
+        "metricsPort": 0,
     }
     deployment = by_kind(helm.template(values_file(tmp_path, values)))["Deployment"]
     pod = deployment["spec"]["template"]
@@ -278,6 +288,43 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
     assert "--leader-election-namespace=ops-ns" in container(named["Deployment"])["args"]
 
 
+def test_monitoring_objects_scrape_the_metrics_port_and_carry_the_alert_file(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """Off by default (they need the Prometheus Operator's CRDs); on, the PodMonitor scrapes the
+    operator Pods' metrics port and the PrometheusRule holds files/redkube-alerts.yaml as is."""
+    assert not {"PodMonitor", "PrometheusRule"} & {o["kind"] for o in helm.template()}
+    values = {
+        "monitoring": {
+            "podMonitor": {"enabled": True, "interval": "15s"},
+            "prometheusRule": {"enabled": True},
+            "labels": {"release": "kube-prometheus"},
+        }
+    }
+    rendered = by_kind(helm.template(values_file(tmp_path, values)))
+    monitor, rule = rendered["PodMonitor"], rendered["PrometheusRule"]
+    for obj in (monitor, rule):
+        assert obj["metadata"]["namespace"] == NAMESPACE
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus"
+    selector = rendered["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert monitor["spec"]["selector"]["matchLabels"] == selector
+    assert monitor["spec"]["podMetricsEndpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
+    assert {"name": "metrics", "containerPort": 9808} in container(rendered["Deployment"])["ports"]
+    alert_file = yaml.safe_load((CHART / "files" / "redkube-alerts.yaml").read_text())
+    assert rule["spec"] == alert_file
+    assert "ConfigMap" not in rendered
+    with_dashboard = {"monitoring": {"grafanaDashboard": {"enabled": True}}}
+    dashboard = by_kind(helm.template(values_file(tmp_path, with_dashboard)))["ConfigMap"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    loaded = json.loads(dashboard["data"]["redkube-dashboard.json"])
+    assert loaded == json.loads((CHART / "files" / "redkube-dashboard.json").read_text())
+    # Without a metrics port there is nothing to scrape: no PodMonitor.
+    off = {**values, "metricsPort": 0}
+    assert "PodMonitor" not in {o["kind"] for o in helm.template(values_file(tmp_path, off))}
+
+
 BAD_VALUES = [
     ("replicaCount=-1", "at '/replicaCount': minimum: got -1, want 0"),
     ("replicaCoutn=3", "additional properties 'replicaCoutn' not allowed"),
@@ -291,6 +338,8 @@ BAD_VALUES = [
     ("watchNamespaces=team-a", "at '/watchNamespaces': got string, want array"),
     ("watchNamespaces[0]=Team_A", "at '/watchNamespaces/0'"),
     ("podLabels.team=1", "at '/podLabels/team': got number, want string"),
+    ("metricsPort=70000", "at '/metricsPort': maximum: got 70,000, want 65,535"),
+    ("monitoring.podMonitor.interval=often", "at '/monitoring/podMonitor/interval'"),
 ]
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from testbed import ControlPlane
 from tests.testbed.kube import eventually
@@ -51,6 +54,28 @@ def start_operator(
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def metrics_url(log: Path) -> str:
+    """Where the session's operator (the `operator` fixture, whose log this is) serves metrics."""
+    return f"http://127.0.0.1:{(log.parent / 'metrics-port').read_text()}/metrics"
+
+
+def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """Each sample at `url` (name, labels, value), read by prometheus_client's own parser."""
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
 
 
 def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
@@ -98,10 +123,14 @@ def install_crd(cp: ControlPlane) -> None:
 def operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    """Yields the operator's log file; the operator is stopped (SIGTERM) afterwards."""
+    """Yields the operator's log file; the operator is stopped (SIGTERM) afterwards. It serves
+    its metrics on the port `metrics_url` reads beside that log."""
     install_crd(control_plane)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = start_operator(control_plane, log, NAMESPACES)  # Lease default/redkube-op
+    port = free_port()
+    (log.parent / "metrics-port").write_text(str(port))
+    # Lease default/redkube-op
+    process = start_operator(control_plane, log, NAMESPACES, f"--metrics-port={port}")
     try:
         yield log
     finally:

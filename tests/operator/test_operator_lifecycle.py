@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from testbed import ControlPlane
-from tests.operator.conftest import CRD, start_operator
+from tests.operator.conftest import CRD, metrics_url, scrape, start_operator
 from tests.testbed.kube import JSON, apply, eventually, get, redis_cli
 
 CLUSTER = """\
@@ -96,6 +96,22 @@ def test_two_namespaces_at_once_then_deletion_follows_pvc_retention(
         assert len(names(cp, namespace, "pvc", "keep")) == 4
         assert len(names(cp, other, "pvc", "drop")) == 4
 
+        # The operator's metrics tell both clusters apart, and that it leads.
+        url = metrics_url(operator)
+        clusters = (f"{namespace}/keep", f"{other}/drop")
+
+        def value(name: str, **labels: str) -> float | None:
+            found = [v for n, got, v in scrape(url) if n == name and labels.items() <= got.items()]
+            assert len(found) <= 1, (name, labels, found)
+            return found[0] if found else None
+
+        assert value("redkube_operator_leader") == 1
+        for cluster in clusters:
+            assert value("redkube_cluster_phase", cluster=cluster, phase="Ready") == 1
+            assert value("redkube_cluster_nodes_ready", cluster=cluster) == 4
+            assert value("redkube_cluster_slots_covered", cluster=cluster) == 16384
+            assert value("redkube_steps_total", cluster=cluster, kind="add_slots") == 1
+
         cp.kubectl("delete", "rediscluster", "-n", namespace, "keep", timeout=120)
         cp.kubectl("delete", "rediscluster", "-n", other, "drop", timeout=120)
 
@@ -107,6 +123,11 @@ def test_two_namespaces_at_once_then_deletion_follows_pvc_retention(
             )
 
         eventually(owned_gone, "the garbage collector removes every owned object and Pod", 180)
+        eventually(
+            lambda: not any(got.get("cluster") in clusters for _, got, _ in scrape(url)),
+            "no metric left of the deleted clusters",
+            60,
+        )
         eventually(lambda: not names(cp, other, "pvc", "drop"), "pvcRetention Delete: PVCs go")
         assert len(names(cp, namespace, "pvc", "keep")) == 4  # pvcRetention Retain: data stays
     finally:

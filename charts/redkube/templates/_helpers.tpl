@@ -56,6 +56,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - -m
 - redkube.operator
 - {{ printf "--health-port=%v" .Values.healthPort | quote }}
+{{- if .Values.metricsPort }}
+- {{ printf "--metrics-port=%v" .Values.metricsPort | quote }}
+{{- end }}
 {{- range .Values.watchNamespaces }}
 - {{ printf "--namespace=%s" . | quote }}
 {{- end }}

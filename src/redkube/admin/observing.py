@@ -101,6 +101,8 @@ async def observe_node(address: Address, pool: ClientPool) -> NodeView:
         replicating_from=replicating_from(info),
         rewriting_aof=rewriting_aof(info),
         cluster_summary=cluster_summary(cluster_info),
+        ops_per_sec=int(info.get("instantaneous_ops_per_sec", "0") or 0),
+        connected_clients=int(info.get("connected_clients", "0") or 0),
     )
 
 

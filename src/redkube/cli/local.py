@@ -80,7 +80,8 @@ def up(args: argparse.Namespace) -> ExitStatus:
         wait_until_switched(layout, started + args.timeout)
     elapsed = time.monotonic() - started
     record = layout.load()  # nodes that started again may have new addresses
-    rendering.print_ready(out, layout, record, status, elapsed)
+    metrics = read_metrics_url(layout, supervisor)
+    rendering.print_ready(out, layout, record, status, elapsed, metrics)
     return ExitStatus.SUCCESS
 
 
@@ -102,6 +103,8 @@ def wait_until_switched(layout: ClusterLayout, deadline: float) -> None:
 
 def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterRecord:
     settings = parse_settings(args.config or [])
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UserError(f"--metrics-port {args.metrics_port}: a port is 0 to 65535")
     if layout.exists():
         record = layout.load()
         wanted = ClusterSpec(
@@ -135,6 +138,8 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
             )
         if args.server:
             record = with_server(record, args.server)
+        if args.metrics_port is not None:
+            record = replace(record, metrics_port=args.metrics_port)
         if wanted != record.spec:
             record = reshaped_record(layout, record, wanted, address_pool())
         if record != layout.load():
@@ -157,6 +162,8 @@ def existing_or_new(layout: ClusterLayout, args: argparse.Namespace) -> ClusterR
     record = new_record(
         layout, spec, server.path, args.hosts, address_pool(), args.new_address_on_restart
     )
+    if args.metrics_port is not None:
+        record = replace(record, metrics_port=args.metrics_port)
     layout.create(record)
     return record
 
@@ -225,6 +232,16 @@ def read_status(layout: ClusterLayout, written_by: int | None = None) -> LoopSta
         return LoopStatus.from_json(data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def read_metrics_url(layout: ClusterLayout, supervisor: int) -> str | None:
+    """Where that supervisor serves its metrics (or why it does not), as its status says."""
+    try:
+        data: dict[str, Any] = json.loads(layout.status_path.read_text())
+    except (OSError, ValueError):
+        return None
+    url = data.get("metrics")
+    return str(url) if data.get("pid") == supervisor and url else None
 
 
 def wait_until_ready(
@@ -308,7 +325,8 @@ def status(args: argparse.Namespace) -> ExitStatus:
     supervisor = supervisor_pid(layout)
     loop_status = read_status(layout, written_by=supervisor) if supervisor is not None else None
     observation = asyncio.run(observe_record(layout, record))
-    rendering.print_status(out, layout, record, observation, supervisor, loop_status)
+    metrics = read_metrics_url(layout, supervisor) if supervisor is not None else None
+    rendering.print_status(out, layout, record, observation, supervisor, loop_status, metrics)
     return ExitStatus.SUCCESS
 
 

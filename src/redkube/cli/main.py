@@ -80,6 +80,13 @@ def build_parser() -> Parser:
         help="a new cluster's nodes get a new address each time they start again, like "
         "recreated Pods get new IPs (default: each node keeps its address)",
     )
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (default: a free port, "
+        "which `redkube status` shows)",
+    )
 
     status = commands.add_parser(
         "status",

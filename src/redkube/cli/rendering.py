@@ -32,7 +32,12 @@ def tail(path: Path, lines: int, joiner: str = " | ") -> str:
 
 
 def print_ready(
-    out: Console, layout: ClusterLayout, record: ClusterRecord, status: LoopStatus, elapsed: float
+    out: Console,
+    layout: ClusterLayout,
+    record: ClusterRecord,
+    status: LoopStatus,
+    elapsed: float,
+    metrics: str | None = None,
 ) -> None:
     first = record.members[0].address
     secret = shlex.quote(str(layout.password_path))
@@ -61,6 +66,8 @@ def print_ready(
         f"  python    redis.cluster.RedisCluster(host={first.host!r}, port={first.port}, "
         f"password=open({str(layout.password_path)!r}).read().strip(){py_tls})"
     )
+    if metrics is not None:
+        out.print(f"  metrics   {metrics}")
     out.print(
         f"  more      redkube status{name_flag}  |  redkube kill {record.members[0].name}"
         f"  |  redkube down{name_flag}"
@@ -74,6 +81,7 @@ def print_status(
     observation: Observation,
     supervisor: int | None,
     loop_status: LoopStatus | None,
+    metrics: str | None = None,
 ) -> None:
     spec = record.spec
     if supervisor is None:
@@ -92,6 +100,8 @@ def print_status(
         out.print(f"  resharding: {loop_status.migration.describe()}")
     if loop_status is not None and loop_status.rollout and not loop_status.rollout.done:
         out.print(f"  updating: {loop_status.rollout.describe()}")
+    if metrics is not None:
+        out.print(f"  metrics: {metrics}")
     if spec.tls:
         required = ", client certificates required" if spec.tls_client_certs else ""
         out.print(f"  tls: on, CA {layout.authority.cert_path}{required}")
@@ -104,10 +114,11 @@ def print_status(
             out.print(f"  password rotation: the old password works until {until}")
 
     table = Table(box=None, pad_edge=False)
-    for column in ("node", "shard", "role", "address", "host", "slots", "link", "keys", "memory"):
-        table.add_column(
-            column, justify="right" if column in ("keys", "memory") else "left", no_wrap=True
-        )
+    columns = ("node", "shard", "role", "address", "host", "slots", "link", "lag")
+    numbers = ("keys", "memory", "ops/s")
+    for column in (*columns, *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left", no_wrap=True)
+    offsets = {view.node_id: view.replication_offset for view in observation.views()}
     shard_of_id: dict[str, int] = {}
     for observed in observation.members:
         if observed.view is not None:
@@ -127,6 +138,8 @@ def print_status(
                 observed.error or "",
                 "",
                 "",
+                "",
+                "",
             )
             continue
         table.add_row(
@@ -137,8 +150,10 @@ def print_status(
             member.domain.host,
             describe_ranges(ranges_of(view.myself.slots)) if view.myself.slots else "",
             link_text(view),
+            lag_text(view, offsets),
             str(view.keys),
             human_bytes(view.used_memory),
+            str(view.ops_per_sec),
         )
     out.print(table)
     out.print(slot_map(observation, shard_of_id))
@@ -161,6 +176,14 @@ def link_text(view: NodeView) -> Text:
     if view.master_link_up is None:
         return Text("-")
     return Text("up", style="green") if view.master_link_up else Text("down", style="red")
+
+
+def lag_text(view: NodeView, offsets: dict[str, int]) -> str:
+    """How many bytes of its master's replication stream a replica still lacks."""
+    master = view.myself.master_id
+    if master is None or master not in offsets:
+        return "-"
+    return human_bytes(max(0, offsets[master] - view.replication_offset))
 
 
 def slot_map(observation: Observation, shard_of_id: dict[str, int]) -> Text:

@@ -12,6 +12,7 @@ import time
 import traceback
 
 from redkube.admin.connections import ClientPool
+from redkube.control.metrics import LoopMetrics, MetricsServer
 from redkube.control.reconciling import Reconciler
 from redkube.control.renewing import CertificateRenewal
 from redkube.control.rotating import PasswordRotation
@@ -67,6 +68,35 @@ def run_supervisor(layout: ClusterLayout) -> None:
         layout.supervisor_pid_path.unlink(missing_ok=True)
 
 
+class Metrics:
+    """The supervisor's metrics endpoint on 127.0.0.1; a port that cannot be had is logged and
+    the cluster goes on without metrics (``url`` says why)."""
+
+    def __init__(self, metrics: LoopMetrics) -> None:
+        self.server: MetricsServer | None = None
+        self.metrics = metrics
+        self.port = 0
+        self.url = "not served yet"
+
+    async def listen(self, port: int) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        self.server = MetricsServer(self.metrics)
+        try:
+            self.port = await self.server.start("127.0.0.1", port)
+        except OSError as error:
+            self.server, self.port = None, 0
+            self.url = f"not served: 127.0.0.1:{port}: {error.strerror or error}"
+            log(f"metrics {self.url}")
+            return
+        self.url = f"http://127.0.0.1:{self.port}/metrics"
+        log(f"metrics at {self.url}")
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+
 def log(message: str) -> None:
     now = time.time()
     stamp = (
@@ -93,10 +123,17 @@ async def _supervise(layout: ClusterLayout) -> None:
     platform = LocalPlatform(layout, record, on_event=event)
     pool = ClientPool(password, tls=layout.client_tls(record.spec))
     last: list[LoopStatus] = []
+    metrics = LoopMetrics()
+    metrics.leader.set(1)  # the supervisor acts for its cluster, as the leading operator does
+    serving = Metrics(metrics)
+    await serving.listen(record.metrics_port)
 
     def report(status: LoopStatus) -> None:
         last[:] = [status]
-        write_json(layout.status_path, {**status.to_json(), "pid": os.getpid(), "at": time.time()})
+        write_json(
+            layout.status_path,
+            {**status.to_json(), "pid": os.getpid(), "at": time.time(), "metrics": serving.url},
+        )
 
     def reshape() -> None:
         """`redkube up` saved a new record (SIGHUP): new members join, the loop moves slots,
@@ -119,13 +156,17 @@ async def _supervise(layout: ClusterLayout) -> None:
             reconciler.record(f"new settings: {settings}")
         if updated.server != server:
             reconciler.record(f"new server: {updated.server} (was {server})")
+        if updated.metrics_port not in (0, serving.port):
+            helpers.append(asyncio.create_task(serving.listen(updated.metrics_port)))
         reconciler.spec = updated.spec
 
-    reconciler = Reconciler(record.spec, platform, pool, report, log)
+    reconciler = Reconciler(record.spec, platform, pool, report, log, metrics=metrics)
     loop.add_signal_handler(signal.SIGHUP, reshape)
     log(f"supervising {record.spec.name}: {record.spec.shards} shards x {record.spec.replicas}")
     rotation = PasswordRotation(layout, platform, pool, reconciler.record)
-    helpers = [asyncio.create_task(rotation.run(stop), name="password rotation")]
+    helpers: list[asyncio.Task[None]] = [
+        asyncio.create_task(rotation.run(stop), name="password rotation")
+    ]
     if record.spec.tls:
         renewal = CertificateRenewal(layout, platform, pool, reconciler.record)
         helpers.append(asyncio.create_task(renewal.run(stop), name="certificate renewal"))
@@ -136,6 +177,7 @@ async def _supervise(layout: ClusterLayout) -> None:
             helper.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await helper
+        await serving.stop()
         log("stopping nodes")
         with contextlib.suppress(Exception):
             await pool.close()

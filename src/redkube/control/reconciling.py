@@ -16,6 +16,7 @@ from collections.abc import Callable
 from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.executing import execute
 from redkube.admin.observing import observe
+from redkube.control.metrics import LoopMetrics
 from redkube.control.statuses import Event, LoopStatus, MigrationProgress, phase_of
 from redkube.model.actions import (
     Forget,
@@ -56,12 +57,15 @@ class Reconciler:
         log: Callable[[str], None],
         forgotten: dict[str, float] | None = None,
         formed: bool = False,
+        metrics: LoopMetrics | None = None,
+        metrics_label: str | None = None,
     ) -> None:
         """``forgotten`` (node ID -> monotonic time this loop forgot it) may be shared with the
         next Reconciler of the same cluster (a spec change restarts the loop; the servers' bans
         on forgotten IDs go on). ``formed``: the cluster was seen holding slots before (its last
         status said so); it only counts while no node answers at all, as when every Pod is
-        down."""
+        down. ``metrics``: where each pass is counted, under ``metrics_label`` (default: the
+        cluster's name)."""
         self.spec = spec
         self.platform = platform
         self.pool = pool
@@ -75,6 +79,8 @@ class Reconciler:
         self._progress = MigrationProgress()
         # Members restarted in place with no replica (their shard unavailable): since when.
         self._down_since: dict[str, float] = {}
+        self.metrics = metrics
+        self.metrics_label = metrics_label or spec.name
 
     def record(self, message: str) -> None:
         """Something happened worth telling the user (the local form of a Kubernetes Event)."""
@@ -133,9 +139,14 @@ class Reconciler:
                 error = str(failure)
                 self._errors += 1
                 self.record(f"failed: {error}")
+        phase = phase_of(step, health, formed=self._seen_formed(observation))
+        if self.metrics is not None:
+            self.metrics.record_pass(
+                self.metrics_label, spec, observation, health, phase, step, error is not None
+            )
         self._report(
             LoopStatus(
-                phase=phase_of(step, health, formed=self._seen_formed(observation)),
+                phase=phase,
                 step="in sync with the spec" if step is None else step.describe(),
                 problems=health.problems,
                 masters=health.masters,
@@ -182,6 +193,8 @@ class Reconciler:
                 why = "took too long" if isinstance(error, TimeoutError) else "failed"
                 self.record(f"failed: a pass {why} ({type(error).__name__}: {error})")
                 self._log("".join(traceback.format_exception(error)).rstrip())
+                if self.metrics is not None:
+                    self.metrics.record_pass_error(self.metrics_label)
                 step = None
             if self._errors:
                 pause = min(0.1 * 2 ** (self._errors - 1), MAX_ERROR_PAUSE_S)

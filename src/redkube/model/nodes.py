@@ -84,6 +84,10 @@ class NodeView:
     # What CLUSTER INFO says behind its cluster_state (slots ok and assigned, masters with
     # slots, nodes known), so a wait on cluster_state:ok says what the node itself lacks.
     cluster_summary: str = ""
+    # INFO stats and clients: commands per second (the server's own instantaneous measure) and
+    # client connections, for metrics and `redkube status`.
+    ops_per_sec: int = 0
+    connected_clients: int = 0
 
     @property
     def atomic_migration(self) -> bool:

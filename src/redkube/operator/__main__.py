@@ -23,6 +23,7 @@ from typing import Any
 
 import kopf
 
+from redkube.control.metrics import LoopMetrics, MetricsServer
 from redkube.operator.health import Health
 from redkube.platform.kubernetes.api import KubernetesApi
 from redkube.platform.kubernetes.credentials import CredentialsError, load_credentials
@@ -50,6 +51,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         metavar="PORT",
         help="serve /healthz and /readyz on this port (default 0: off)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve Prometheus metrics at /metrics on this port (default 0: off)",
     )
     election = parser.add_argument_group("leader election")
     election.add_argument(
@@ -86,8 +94,12 @@ def validate(args: argparse.Namespace) -> None:
             f"--retry-period ({args.retry_period:g}s) must be shorter than "
             f"--renew-deadline ({args.renew_deadline:g}s)"
         )
-    if not 0 <= args.health_port <= 65535:
-        raise UsageError(f"--health-port must be 0 (off) or a port number, not {args.health_port}")
+    for flag in ("health_port", "metrics_port"):
+        if not 0 <= getattr(args, flag) <= 65535:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} must be 0 (off) or a port number, "
+                f"not {getattr(args, flag)}"
+            )
     if not args.leader_election_name or not args.leader_election_namespace:
         raise UsageError("--leader-election-name and --leader-election-namespace must not be empty")
 
@@ -121,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         api = KubernetesApi(credentials)
         handlers.connect(api)  # one client (and one read of the kubeconfig) for all
-        return loop.run_until_complete(serve(args, api))
+        return loop.run_until_complete(serve(args, api, handlers.METRICS))
     except LeaseNamespaceMissing as error:
         print(
             f"{PROG}: error: {error}: create it, or pass --leader-election-namespace",
@@ -142,7 +154,7 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-async def serve(args: argparse.Namespace, api: KubernetesApi) -> int:
+async def serve(args: argparse.Namespace, api: KubernetesApi, metrics: LoopMetrics) -> int:
     elector = None
     if args.leader_election:
         elector = LeaderElector(
@@ -161,14 +173,22 @@ async def serve(args: argparse.Namespace, api: KubernetesApi) -> int:
     )
     if args.health_port:
         await health.start(args.health_port)
+    serving = MetricsServer(metrics)
+    if args.metrics_port:
+        await serving.start("0.0.0.0", args.metrics_port)
     try:
-        return await _serve(args, api, elector)
+        return await _serve(args, api, elector, metrics)
     finally:
+        metrics.leader.set(0)
+        await serving.stop()
         await health.stop()
 
 
 async def _serve(
-    args: argparse.Namespace, api: KubernetesApi, elector: LeaderElector | None
+    args: argparse.Namespace,
+    api: KubernetesApi,
+    elector: LeaderElector | None,
+    metrics: LoopMetrics,
 ) -> int:
     stop = asyncio.Event()  # kopf's stop flag: a signal before kopf's own handlers, or a loss
     _on_signals(stop.set)
@@ -179,6 +199,7 @@ async def _serve(
         "stop_flag": stop,
     }
     if elector is None:
+        metrics.leader.set(1)
         try:
             await kopf.operator(**kopf_args)
         finally:
@@ -193,6 +214,7 @@ async def _serve(
         if not await _unless(stop, elector.acquire()):
             log.info("stopping before leadership")
             return EXIT_OK
+        metrics.leader.set(1)
         lost = asyncio.Event()
         # Both tasks exist before kopf starts, so kopf leaves them alone when it stops.
         holding = asyncio.create_task(elector.hold(lost), name="lease renewer")

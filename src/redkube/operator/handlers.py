@@ -24,6 +24,7 @@ from typing import Any, cast
 import kopf
 
 from redkube.admin.connections import ClientPool
+from redkube.control.metrics import LoopMetrics
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
 from redkube.kubernetes.building import (
@@ -55,6 +56,9 @@ RESYNC_S = 5.0
 # Where the operator's Pods run: the NetworkPolicies let this namespace reach the client port.
 OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or DEFAULT_OPERATOR_NAMESPACE
 REPLACE_TIMEOUT_S = 30.0
+# Every RedisCluster's loop counts its passes here (label cluster: namespace/name); the
+# operator serves them on --metrics-port.
+METRICS = LoopMetrics()
 STATUS_WRITE_WAIT_S = 5.0  # a closing run lets its last status write finish this long
 MAX_PROBLEMS = 50  # status.problems keeps the first ones; status.message says how many in all
 PASSWORD_BYTES = 24
@@ -254,6 +258,8 @@ class ClusterRun:
             forgotten,
             formed=(body.get("status") or {}).get("phase")
             in ("Ready", "Healing", "Resharding", "Updating"),
+            metrics=METRICS,
+            metrics_label=f"{cluster.namespace}/{cluster.name}",
         )
         self._seen_events: set[tuple[float, str]] = set()
         self._last_status: JSON | None = None
@@ -525,3 +531,4 @@ async def run_cluster(
     finally:
         if run is not None:
             await run.close()
+        METRICS.forget(f"{namespace}/{name}")

@@ -157,6 +157,11 @@ class Health:
     # Members that run another revision than the spec's, and nodes whose live settings differ.
     outdated: int = 0
     unsettled: int = 0
+    # For metrics: slots some master serves, slots left importing or migrating somewhere, and
+    # shards whose one master has no linked replica (losing it loses the shard's slots).
+    slots_covered: int = 0
+    open_slots: int = 0
+    masters_without_replica: int = 0
 
     @property
     def ok(self) -> bool:
@@ -184,6 +189,7 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
         problems.append(f"stale node {node_id[:8]} still known")
     masters = 0
     linked = 0
+    alone = 0
     name_of = observation.names_by_id()
     shards: list[ShardSummary] = []
     serving: set[str] = set()  # node IDs of one-master-per-shard masters and their linked replicas
@@ -215,6 +221,11 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
             else:
                 linked += 1
                 serving.add(view.node_id)
+        if not any(
+            view.myself.master_id == master.node_id and view.master_link_up
+            for view in shard_views(spec, observation, shard)
+        ):
+            alone += 1
         slots = describe_ranges(ranges_of(master.myself.slots))
         shards.append(ShardSummary(shard, name_of[master.node_id], tuple(followers), slots))
     for view in observation.views():
@@ -238,5 +249,18 @@ def assess(spec: ClusterSpec, observation: Observation) -> Health:
         and o.view.node_id in serving
     )
     return Health(
-        tuple(problems), masters, linked, tuple(shards), healthy, moving, outdated, unsettled
+        tuple(problems),
+        masters,
+        linked,
+        tuple(shards),
+        healthy,
+        moving,
+        outdated,
+        unsettled,
+        slots_covered=len(ALL_SLOTS) - len(uncovered),
+        open_slots=len(
+            {slot for view in observation.views() for slot in view.myself.migrating}
+            | {slot for view in observation.views() for slot in view.myself.importing}
+        ),
+        masters_without_replica=alone,
     )

@@ -96,6 +96,8 @@ class ClusterRecord:
     new_address_on_restart: bool = False
     address_pool: str | None = None
     last_address: str | None = None
+    # Where the supervisor serves its Prometheus metrics: 127.0.0.1 and this port (0: a free one).
+    metrics_port: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -108,6 +110,8 @@ class ClusterRecord:
             data["new_address_on_restart"] = True
             data["address_pool"] = self.address_pool
             data["last_address"] = self.last_address
+        if self.metrics_port:
+            data["metrics_port"] = self.metrics_port
         return data
 
     def with_ips(self, ips: dict[str, str], last: str) -> ClusterRecord:
@@ -132,6 +136,7 @@ class ClusterRecord:
                 new_address_on_restart=bool(data.get("new_address_on_restart", False)),
                 address_pool=_optional_str(data.get("address_pool")),
                 last_address=_optional_str(data.get("last_address")),
+                metrics_port=int(data.get("metrics_port", 0)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"{where} is not a valid redkube cluster record ({error})") from error

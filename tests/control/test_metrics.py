@@ -1,0 +1,80 @@
+"""control.metrics: what one pass puts in the registry, and what it takes out again."""
+
+from __future__ import annotations
+
+from redkube.control.metrics import LoopMetrics, failover_reason, step_kind
+from redkube.control.statuses import Phase
+from redkube.model.actions import Failover, FailoverMode, MoveSlots, Step, Wait
+from redkube.model.addresses import Address
+from redkube.planning.assessing import assess
+from tests.planning.builders import Cluster
+
+
+def sample(metrics: LoopMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def record(metrics: LoopMetrics, cluster: Cluster, step: Step = None, failed: bool = False) -> None:
+    spec, observation = cluster.spec(), cluster.observe()
+    health = assess(spec, observation)
+    phase = Phase.READY if health.ok else Phase.HEALING
+    metrics.record_pass("ns/demo", spec, observation, health, phase, step, failed)
+
+
+def test_a_healthy_cluster() -> None:
+    metrics = LoopMetrics()
+    record(metrics, Cluster.healthy(3, 1))
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Ready") == 1
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Healing") == 0
+    assert sample(metrics, "redkube_cluster_slots_covered", cluster="ns/demo") == 16384
+    assert sample(metrics, "redkube_cluster_nodes_ready", cluster="ns/demo") == 6
+    assert sample(metrics, "redkube_cluster_masters_without_replica", cluster="ns/demo") == 0
+    assert sample(metrics, "redkube_node_up", cluster="ns/demo", node="demo-0-1") == 1
+    lag = sample(metrics, "redkube_node_replication_lag_bytes", cluster="ns/demo", node="demo-0-1")
+    assert lag == 0
+    node = {"cluster": "ns/demo", "node": "demo-1-0", "shard": "1", "role": "master"}
+    assert sample(metrics, "redkube_node_keys", **node) == 101
+    assert sample(metrics, "redkube_node_slots", **node) == 5462
+
+
+def test_a_dead_node_and_a_lagging_replica() -> None:
+    metrics = LoopMetrics()
+    cluster = Cluster.healthy(3, 1)
+    cluster.node(1, 1).offset = 400
+    cluster.stop(2, 1)
+    record(metrics, cluster)
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Healing") == 1
+    assert sample(metrics, "redkube_node_up", cluster="ns/demo", node="demo-2-1") == 0
+    lag = sample(metrics, "redkube_node_replication_lag_bytes", cluster="ns/demo", node="demo-1-1")
+    assert lag == 600
+    assert sample(metrics, "redkube_cluster_masters_without_replica", cluster="ns/demo") == 1
+
+
+def test_steps_and_failovers_are_counted_by_kind_and_reason() -> None:
+    metrics = LoopMetrics()
+    cluster = Cluster.healthy(3, 1)
+    spread = Failover(Address("127.0.100.2"), FailoverMode.DEFAULT, "spreading masters: ...")
+    record(metrics, cluster, spread)
+    record(metrics, cluster, Failover(Address("127.0.100.2"), FailoverMode.FORCE, "dead"))
+    record(metrics, cluster, Wait("something"), failed=True)
+    assert sample(metrics, "redkube_steps_total", cluster="ns/demo", kind="failover") == 2
+    assert sample(metrics, "redkube_failovers_total", cluster="ns/demo", reason="spreading") == 1
+    assert sample(metrics, "redkube_failovers_total", cluster="ns/demo", reason="master_down") == 1
+    assert sample(metrics, "redkube_step_errors_total", cluster="ns/demo") == 1
+    assert sample(metrics, "redkube_cluster_waiting", cluster="ns/demo") == 1
+
+
+def test_gone_nodes_and_deleted_clusters_leave_no_samples() -> None:
+    metrics = LoopMetrics()
+    record(metrics, Cluster.healthy(3, 1))
+    record(metrics, Cluster.healthy(2, 1))  # scaled in: demo-2-* are gone
+    assert sample(metrics, "redkube_node_up", cluster="ns/demo", node="demo-2-0") is None
+    assert sample(metrics, "redkube_node_up", cluster="ns/demo", node="demo-1-0") == 1
+    metrics.forget("ns/demo")
+    assert b'cluster="ns/demo"' not in metrics.exposition()
+
+
+def test_labels_of_steps() -> None:
+    assert step_kind(MoveSlots((), atomic=True)) == "move_slots"
+    planned = Failover(Address("127.0.0.2"), FailoverMode.DEFAULT, "rolling update: ...")
+    assert failover_reason(planned) == "planned"
