@@ -260,7 +260,7 @@ def test_values_are_honoured(helm: Helm, tmp_path: Path) -> None:
 
     # A single instance without leader election: no Lease flags, no Lease Role.
     single = by_kind(helm.template("--set=leaderElection.enabled=false", "--set=replicaCount=1"))
-    assert container(single["Deployment"])["args"][4:] == ["--no-leader-election"]
+    assert container(single["Deployment"])["args"][5:] == ["--no-leader-election"]
     assert {"Role", "RoleBinding"}.isdisjoint(single)
     assert {"ClusterRole", "ClusterRoleBinding"} <= set(single)
     assert "PodDisruptionBudget" not in single  # minAvailable 1 of 1 would block every drain
