@@ -93,7 +93,7 @@ class NodeClient:
                 delay = min(delay * 2, 0.5)
         raise AssertionError("unreachable")
 
-    async def command(self, *args: str | int, attempts: int = 4) -> object:
+    async def command(self, *args: str | int | bytes, attempts: int = 4) -> object:
         name = " ".join(str(a) for a in args[:2])
 
         async def run() -> object:

@@ -12,7 +12,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,7 +23,9 @@ from redkube.admin.connections import ClientPool
 from redkube.admin.observing import observe
 from redkube.cli import rendering
 from redkube.cli.exits import ExitStatus, UserError
+from redkube.control.backing_up import back_up, read_manifest
 from redkube.control.daemon import spawn_supervisor
+from redkube.control.restoring import restore as restore_keys
 from redkube.control.statuses import LoopStatus, Phase
 from redkube.kubernetes.resources import (
     CONFIG_FORMATS,
@@ -29,8 +33,10 @@ from redkube.kubernetes.resources import (
     FORBIDDEN_CONFIG_KEYS,
     config_value_message,
 )
+from redkube.model.backups import BackupManifest
 from redkube.model.members import Member, MemberState, cluster_of
 from redkube.model.observations import Observation
+from redkube.model.slots import describe_ranges
 from redkube.model.specs import ClusterSpec
 from redkube.planning.upgrading import change_refusal, version_of_server
 from redkube.platform.local.addressing import address_pool, busy
@@ -47,7 +53,7 @@ from redkube.platform.local.layout import (
 )
 from redkube.platform.local.processes import is_our_server, stop_leftover
 from redkube.platform.local.provisioning import new_record, reshaped_record
-from redkube.platform.local.servers import inspect_server, require_tls, resolve_server
+from redkube.platform.local.servers import Server, inspect_server, require_tls, resolve_server
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
 POLL_S = 0.02
@@ -453,3 +459,96 @@ def list_clusters(args: argparse.Namespace) -> ExitStatus:
         running = "running" if supervisor_pid(layout) else "stopped"
         out.print(f"{layout.name}\t{rendering.shape(record.spec)}\t{running}")
     return ExitStatus.SUCCESS
+
+
+def backup(args: argparse.Namespace) -> ExitStatus:
+    layout = ClusterLayout(state_root(), args.name)
+    record = layout.load()
+    if supervisor_pid(layout) is None:
+        raise UserError(f"cluster {args.name!r} is not running; `redkube up --name {args.name}`")
+    server = inspect_server(record.server)
+    directory = Path(args.to)
+    started = time.monotonic()
+    with out.status("observing the cluster", spinner="dots") as spinner:
+        manifest = asyncio.run(
+            _back_up(layout, record, server, directory, args.consistent, spinner.update)
+        )
+    seconds = time.monotonic() - started
+    size = sum(s.size for s in manifest.shards)
+    out.print(
+        f"[green]✔[/] backup of [bold]{record.spec.name}[/] in {directory}: "
+        f"{len(manifest.shards)} shards, {manifest.keys:,} keys, "
+        f"{rendering.human_bytes(size)} ({seconds:.1f}s)"
+    )
+    for snapshot in manifest.shards:
+        out.print(
+            f"  shard {snapshot.shard}  {describe_ranges(snapshot.slots):<12} "
+            f"{snapshot.keys:>9,} keys  from {snapshot.node} ({snapshot.role})  {snapshot.file}"
+        )
+    if manifest.consistent:
+        out.print(f"  one point in time: writes paused {manifest.paused_ms:.0f} ms")
+    else:
+        out.print("  each shard's snapshot is its own point in time (--consistent: one for all)")
+    return ExitStatus.SUCCESS
+
+
+async def _back_up(
+    layout: ClusterLayout,
+    record: ClusterRecord,
+    server: Server,
+    directory: Path,
+    consistent: bool,
+    progress: Callable[[str], None],
+) -> BackupManifest:
+    observation = await observe_record(layout, record)
+    pool = ClientPool(layout.credentials().current, tls=layout.client_tls(record.spec))
+    try:
+        family = f"{server.family} {'.'.join(map(str, server.version))}"
+        return await back_up(
+            record.spec, family, server.path, observation, pool, directory, consistent, progress
+        )
+    finally:
+        await pool.close()
+
+
+def restore(args: argparse.Namespace, up_args: argparse.Namespace) -> ExitStatus:
+    source = Path(args.source)
+    manifest = read_manifest(source)  # before anything is created: a bad backup changes nothing
+    if exists(args.name):
+        raise UserError(f"cluster {args.name!r} exists; restore creates a new cluster")
+    if up_args.shards is None:
+        up_args.shards = len(manifest.shards)
+    if up(up_args) != ExitStatus.SUCCESS:
+        return ExitStatus.ERROR
+    layout = ClusterLayout(state_root(), args.name)
+    record = layout.load()
+    if record.spec.tls:
+        raise UserError("restoring into a TLS cluster is not supported yet")
+    started = time.monotonic()
+    with out.status("restoring", spinner="dots") as spinner:
+        moved = asyncio.run(_restore(layout, record, manifest, source, spinner.update))
+    seconds = time.monotonic() - started
+    rate = moved / seconds if seconds > 0 else 0.0
+    expired = manifest.keys - moved
+    out.print(
+        f"[green]✔[/] restored {moved:,} keys of {manifest.keys:,} into [bold]{args.name}[/] "
+        f"({record.spec.shards} shards; the backup had {len(manifest.shards)}) in "
+        f"{seconds:.1f}s ({rate:,.0f} keys/s)"
+        + (f"; {expired:,} expired meanwhile" if expired > 0 else "")
+    )
+    return ExitStatus.SUCCESS
+
+
+async def _restore(
+    layout: ClusterLayout,
+    record: ClusterRecord,
+    manifest: BackupManifest,
+    source: Path,
+    progress: Callable[[str], None],
+) -> int:
+    observation = await observe_record(layout, record)
+    pool = ClientPool(layout.credentials().current)
+    try:
+        return await restore_keys(manifest, source, record.server, observation, pool, progress)
+    finally:
+        await pool.close()

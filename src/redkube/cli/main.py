@@ -11,6 +11,7 @@ from redkube import __version__
 from redkube.cli import kubernetes_status, local, rendering_manifests
 from redkube.cli.exits import ExitStatus, UserError
 from redkube.cli.kubernetes_status import kubeconfig_present
+from redkube.model.backups import BackupError
 from redkube.model.specs import SpecError
 from redkube.platform.local.addressing import AddressError
 from redkube.platform.local.layout import StateError
@@ -125,6 +126,30 @@ def build_parser() -> Parser:
 
     commands.add_parser("list", help="list local clusters")
 
+    backup = commands.add_parser(
+        "backup",
+        help="snapshot every shard (from a replica) into a directory, manifest last",
+    )
+    backup.add_argument("--name", default=DEFAULT_NAME)
+    backup.add_argument("--to", required=True, metavar="DIR", help="a new or empty directory")
+    backup.add_argument(
+        "--consistent",
+        action="store_true",
+        help="pause writes on every master while the snapshots begin: one point in time across "
+        "shards (each shard's own point in time otherwise)",
+    )
+
+    restore = commands.add_parser(
+        "restore",
+        help="a new cluster from a backup, with any number of shards (keys moved by slot)",
+    )
+    restore.add_argument("--from", dest="source", required=True, metavar="DIR")
+    restore.add_argument("--name", required=True, help="the new cluster (it must not exist)")
+    restore.add_argument("--shards", type=int, help="default: as many as the backup has")
+    restore.add_argument("--replicas", type=int, help="replicas per shard; default 1")
+    restore.add_argument("--server", help="server binary (default: as `redkube up` picks)")
+    restore.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
+
     render = commands.add_parser(
         "render", help="print every Kubernetes object a RedisCluster becomes (like helm template)"
     )
@@ -140,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> ExitStatus:
         return fail(str(error), error.status)
     except SpecError as error:
         return fail(str(error), ExitStatus.USAGE)
-    except (StateError, AddressError, ServerError) as error:
+    except (StateError, AddressError, ServerError, BackupError) as error:
         return fail(str(error), ExitStatus.ERROR)
     except KeyboardInterrupt:
         return fail("interrupted", ExitStatus.INTERRUPTED)
@@ -154,9 +179,23 @@ def dispatch(args: argparse.Namespace) -> ExitStatus:
         "kill": local.kill,
         "logs": local.logs,
         "list": local.list_clusters,
+        "backup": local.backup,
+        "restore": lambda args: local.restore(args, up_arguments(args)),
         "render": rendering_manifests.render,
     }
     return handlers[args.command](args)
+
+
+def up_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """`redkube up` for the cluster a restore creates: its name, shape and server, the rest as
+    `up` defaults them."""
+    argv = ["up", "--name", args.name, "--timeout", str(args.timeout)]
+    for flag, value in (("--shards", args.shards), ("--replicas", args.replicas)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.server:
+        argv += ["--server", args.server]
+    return build_parser().parse_args(argv)
 
 
 def status(args: argparse.Namespace) -> ExitStatus:

@@ -56,3 +56,32 @@ def slots_of(ranges: Iterable[SlotRange]) -> frozenset[int]:
 def describe_ranges(ranges: Iterable[SlotRange]) -> str:
     text = ",".join(str(r) for r in ranges)
     return text or "-"
+
+
+def _crc16_table() -> tuple[int, ...]:
+    """CRC-16/XMODEM (polynomial 0x1021), the checksum Redis Cluster hashes keys with."""
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()
+
+
+def key_slot(key: bytes) -> int:
+    """The hash slot of a key, as CLUSTER KEYSLOT computes it: CRC16 of the key, or of its hash
+    tag (what lies between the first ``{`` and the next ``}``, when that is not empty), mod
+    16384."""
+    start = key.find(b"{")
+    if start != -1:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    crc = 0
+    for byte in key:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc % TOTAL_SLOTS

@@ -1,0 +1,126 @@
+"""Snapshots on a node (BGSAVE, waited for), and keys moved out of a loaded snapshot into a
+cluster (SCAN, then MIGRATE to each slot's owner, TTLs kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from redkube.admin.connections import AdminError, NodeClient
+from redkube.admin.replies import parse_info
+from redkube.model.addresses import Address
+from redkube.model.slots import key_slot
+
+SAVE_POLL_S = 0.05
+SCAN_COUNT = 1000
+MIGRATE_TIMEOUT_MS = 60000
+
+
+async def rdb_path(client: NodeClient) -> Path:
+    """Where the node writes its snapshot (CONFIG GET dir and dbfilename)."""
+    reply = await client.command("CONFIG", "GET", "dir")
+    folder = _config_value(reply, "dir")
+    reply = await client.command("CONFIG", "GET", "dbfilename")
+    return Path(folder) / _config_value(reply, "dbfilename")
+
+
+def _config_value(reply: object, key: str) -> str:
+    if isinstance(reply, dict):
+        return str(reply[key])
+    if isinstance(reply, list | tuple) and len(reply) == 2:
+        return str(reply[1])
+    raise AdminError(f"CONFIG GET {key}: unexpected reply {reply!r}")
+
+
+async def saves_done(client: NodeClient) -> tuple[int, bool]:
+    """INFO persistence: how many RDB saves the node has made (rdb_saves, else LASTSAVE), and
+    whether one runs now."""
+    info = parse_info(await client.text("INFO", "persistence"))
+    count = info.get("rdb_saves")
+    done = int(count) if count is not None else int(str(await client.command("LASTSAVE")))
+    return done, info.get("rdb_bgsave_in_progress") == "1"
+
+
+async def start_save(client: NodeClient) -> int:
+    """BGSAVE now (the fork fixes the snapshot's content at once); returns the save count
+    before it. A save already running (a replica's sync) is an error: the caller retries."""
+    before, _ = await saves_done(client)
+    await client.command("BGSAVE", attempts=1)
+    return before
+
+
+async def finish_save(client: NodeClient, before: int, timeout_s: float) -> None:
+    """Until the save started after ``before`` ended, and ended well."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, running = await saves_done(client)
+        if done > before and not running:
+            break
+        if time.monotonic() > deadline:
+            raise AdminError(f"{client.address}: BGSAVE did not end within {timeout_s:.0f}s")
+        await asyncio.sleep(SAVE_POLL_S)
+    info = parse_info(await client.text("INFO", "persistence"))
+    if info.get("rdb_last_bgsave_status") != "ok":
+        raise AdminError(f"{client.address}: BGSAVE failed (see the node's log)")
+
+
+async def move_all_keys(
+    source: NodeClient,
+    owner_of: Callable[[int], Address],
+    password: str | None,
+    moved: Callable[[int], None],
+) -> int:
+    """Every key of ``source`` (a scratch server holding a snapshot) MIGRATEd, in batches, to the
+    node that owns its slot (``owner_of(slot)``): TTLs kept, no REPLACE (a key already there is
+    an error, never overwritten). ``moved`` hears each batch's count; returns the total."""
+    total = 0
+    cursor = 0
+    while True:
+        reply = await source.command("SCAN", cursor, "COUNT", SCAN_COUNT)
+        if not isinstance(reply, list | tuple) or len(reply) != 2:
+            raise AdminError(f"{source.address}: SCAN: unexpected reply {reply!r}")
+        cursor, keys = int(reply[0]), list(reply[1])
+        batches: dict[Address, list[bytes]] = defaultdict(list)
+        for key in keys:
+            batches[owner_of(key_slot(key))].append(key)
+        for target, batch in batches.items():
+            total += await _migrate(source, target, password, batch)
+        if keys:
+            moved(total)
+        if cursor == 0:
+            return total
+
+
+async def _migrate(
+    source: NodeClient, target: Address, password: str | None, keys: list[bytes]
+) -> int:
+    auth: tuple[str, ...] = ("AUTH", password) if password else ()
+    reply = await source.command(
+        "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys,
+        attempts=1,
+    )  # fmt: skip
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if text == "NOKEY":  # every key of the batch expired meanwhile
+        return 0
+    if text != "OK":
+        raise AdminError(f"{source.address}: MIGRATE to {target}: {text}")
+    return len(keys)
+
+
+def owners(slots_by_address: Mapping[Address, frozenset[int]]) -> Callable[[int], Address]:
+    """The owner of each slot, from each master's slots; a slot nobody serves is an error."""
+    table: dict[int, Address] = {}
+    for address, slots in slots_by_address.items():
+        for slot in slots:
+            table[slot] = address
+
+    def owner_of(slot: int) -> Address:
+        found = table.get(slot)
+        if found is None:
+            raise AdminError(f"slot {slot} has no master in the target cluster")
+        return found
+
+    return owner_of

@@ -1,0 +1,218 @@
+"""Backups of a running local cluster: per shard a snapshot from an in-sync replica (BGSAVE
+there, so the masters keep serving), copied into the backup's directory, loaded by a scratch
+server to check it and count its keys; the manifest last.
+
+Each shard's snapshot is its own point in time. With ``consistent``, writes pause on every
+master (CLIENT PAUSE WRITE) until each source replica has all its master wrote and its BGSAVE
+forked: one point in time across shards, for the cost of that pause (reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from redkube.admin.connections import AdminError, ClientPool, NodeClient
+from redkube.admin.replies import parse_info
+from redkube.admin.snapshots import finish_save, rdb_path, start_save
+from redkube.model.backups import MANIFEST, BackupError, BackupManifest, ShardSnapshot
+from redkube.model.observations import Observation
+from redkube.model.specs import ClusterSpec
+from redkube.planning.snapshots import SnapshotSource, snapshot_sources
+from redkube.platform.local.scratch import ScratchServer
+
+SAVE_TIMEOUT_S = 600.0
+LOAD_TIMEOUT_S = 600.0
+PAUSE_MS = 10000  # the longest writes may stay paused (CLIENT PAUSE's own timeout)
+CATCH_UP_TIMEOUT_S = 5.0
+
+
+async def back_up(
+    spec: ClusterSpec,
+    server: str,
+    binary: str,
+    observation: Observation,
+    pool: ClientPool,
+    directory: Path,
+    consistent: bool,
+    progress: Callable[[str], None],
+) -> BackupManifest:
+    if (directory / MANIFEST).exists():
+        raise BackupError(f"{directory} already holds a backup; choose another directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sources = snapshot_sources(spec, observation)
+    started = time.time()
+    paused_ms = 0.0
+    begun: dict[int, tuple[int, float]] = {}  # shard -> (saves before its BGSAVE, when)
+    if consistent:
+        progress("pausing writes on every master while the snapshots begin")
+        begun, paused_ms = await _begin_all_paused(sources, pool)
+    snapshots = []
+    for source in sources:
+        client = pool.migration_client(source.view.address)
+        if source.shard not in begun:
+            begun[source.shard] = (await _start(client), time.time())
+        before, at = begun[source.shard]
+        progress(f"shard {source.shard}: snapshot on {source.node} ({source.role})")
+        await finish_save(client, before, SAVE_TIMEOUT_S)
+        snapshots.append(await _keep(source, client, directory, binary, at, progress))
+    manifest = BackupManifest(
+        spec.name, server, tuple(snapshots), started, time.time(), consistent, paused_ms
+    )
+    _write_last(directory / MANIFEST, manifest)
+    return manifest
+
+
+async def _start(client: NodeClient) -> int:
+    """BGSAVE, once the node's own save (a replica's sync, say) has ended."""
+    deadline = time.monotonic() + SAVE_TIMEOUT_S
+    while True:
+        try:
+            return await start_save(client)
+        except AdminError as error:
+            if "in progress" not in str(error) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def _begin_all_paused(
+    sources: tuple[SnapshotSource, ...], pool: ClientPool
+) -> tuple[dict[int, tuple[int, float]], float]:
+    masters = [pool.client(s.master.address) for s in sources]
+    paused = time.monotonic()
+    try:
+        for master in masters:
+            await master.command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
+        for source, master in zip(sources, masters, strict=True):
+            if source.view is not source.master:
+                await _caught_up(pool.client(source.view.address), master)
+        begun = {}
+        for source in sources:
+            begun[source.shard] = (
+                await start_save(pool.migration_client(source.view.address)),
+                time.time(),
+            )
+    finally:
+        for master in masters:
+            await master.command("CLIENT", "UNPAUSE")
+    return begun, (time.monotonic() - paused) * 1000
+
+
+async def _caught_up(replica: NodeClient, master: NodeClient) -> None:
+    """Until the replica has every byte its (paused) master wrote."""
+    wanted = int(parse_info(await master.text("INFO", "replication"))["master_repl_offset"])
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while True:
+        info = parse_info(await replica.text("INFO", "replication"))
+        if int(info.get("slave_repl_offset", "-1")) >= wanted:
+            return
+        if time.monotonic() > deadline:
+            raise BackupError(
+                f"{replica.address} did not catch up with its master within "
+                f"{CATCH_UP_TIMEOUT_S:.0f}s while writes were paused; try again"
+            )
+        await asyncio.sleep(0.01)
+
+
+async def _keep(
+    source: SnapshotSource,
+    client: NodeClient,
+    directory: Path,
+    binary: str,
+    started: float,
+    progress: Callable[[str], None],
+) -> ShardSnapshot:
+    """Copy the node's snapshot into the backup (under a temporary name, renamed when whole),
+    then load the copy in a scratch server to check it and count its keys."""
+    name = f"shard-{source.shard}.rdb"
+    partial = directory / f".{name}.partial"
+    shutil.copyfile(await rdb_path(client), partial)
+    os.chmod(partial, 0o600)  # the data itself: for its owner only
+    digest = _sha256(partial)
+    os.replace(partial, directory / name)
+    progress(f"shard {source.shard}: checking the snapshot in a scratch server")
+    keys = await count_keys(binary, directory / name)
+    return ShardSnapshot(
+        shard=source.shard,
+        slots=source.slots,
+        file=name,
+        keys=keys,
+        size=(directory / name).stat().st_size,
+        sha256=digest,
+        node=source.node,
+        role=source.role,
+        started=started,
+        ended=time.time(),
+    )
+
+
+async def count_keys(binary: str, snapshot: Path) -> int:
+    scratch = ScratchServer(binary, snapshot)
+    try:
+        await scratch.start()
+        return await loaded(scratch)
+    finally:
+        await scratch.stop()
+
+
+async def loaded(scratch: ScratchServer) -> int:
+    """Until the scratch server answers with its snapshot loaded (its own error if it died);
+    returns how many keys it holds."""
+    client = NodeClient(scratch.address, None, timeout=LOAD_TIMEOUT_S)
+    deadline = time.monotonic() + LOAD_TIMEOUT_S
+    try:
+        while True:
+            if (why := scratch.exited()) is not None:
+                raise BackupError(f"the snapshot {scratch.snapshot.name} does not load: {why}")
+            try:
+                info = parse_info(await client.text("INFO", "persistence", attempts=1))
+                if info.get("loading") == "0":
+                    return int(str(await client.command("DBSIZE")))
+            except AdminError:
+                pass  # not listening yet, or LOADING
+            if time.monotonic() > deadline:
+                raise BackupError(f"the snapshot {scratch.snapshot.name} did not load in time")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_last(path: Path, manifest: BackupManifest) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
+
+
+def read_manifest(directory: Path) -> BackupManifest:
+    """The manifest of a complete backup whose files are all there and whole."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BackupError(
+            f"{directory} holds no complete backup (no {MANIFEST}: the backup did not finish)"
+        )
+    try:
+        manifest = BackupManifest.from_json(json.loads(path.read_text()))
+    except ValueError as error:
+        raise BackupError(f"{path} is not valid JSON ({error})") from error
+    for snapshot in manifest.shards:
+        file = directory / snapshot.file
+        if not file.is_file():
+            raise BackupError(f"{file} is missing: the backup is incomplete")
+        if file.stat().st_size != snapshot.size or _sha256(file) != snapshot.sha256:
+            raise BackupError(f"{file} does not match its checksum: the backup is damaged")
+    return manifest
