@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -501,14 +501,11 @@ async def _back_up(
     progress: Callable[[str], None],
 ) -> BackupManifest:
     observation = await observe_record(layout, record)
-    pool = ClientPool(layout.credentials().current, tls=layout.client_tls(record.spec))
-    try:
-        family = f"{server.family} {'.'.join(map(str, server.version))}"
+    async with admin_pool(layout, record) as pool:
         return await back_up(
-            record.spec, family, server.path, observation, pool, directory, consistent, progress
-        )
-    finally:
-        await pool.close()
+            record.spec, server.release, server.path, observation, pool, directory, consistent,
+            progress,
+        )  # fmt: skip
 
 
 def restore(args: argparse.Namespace, up_args: argparse.Namespace) -> ExitStatus:
@@ -545,7 +542,7 @@ def format_refusal(backup_server: str, target: Server) -> str | None:
     """Why the target server cannot load the backup's snapshots (an RDB format newer than it
     reads), said before anything is created."""
     old = version_of_server(backup_server)
-    new = version_of_server(f"{target.family} {'.'.join(map(str, target.version))}")
+    new = version_of_server(target.release)
     if old is None or new is None or new.reads(old):
         return None
     return (
@@ -562,8 +559,15 @@ async def _restore(
     progress: Callable[[str], None],
 ) -> int:
     observation = await observe_record(layout, record)
-    pool = ClientPool(layout.credentials().current)
-    try:
+    async with admin_pool(layout, record) as pool:
         return await restore_keys(manifest, source, record.server, observation, pool, progress)
+
+
+@contextlib.asynccontextmanager
+async def admin_pool(layout: ClusterLayout, record: ClusterRecord) -> AsyncIterator[ClientPool]:
+    """redkube's clients of the cluster's nodes, closed after."""
+    pool = ClientPool(layout.credentials().current, tls=layout.client_tls(record.spec))
+    try:
+        yield pool
     finally:
         await pool.close()

@@ -27,8 +27,13 @@ class Server:
     family: str
     version: tuple[int, int, int]
 
+    @property
+    def release(self) -> str:
+        """Family and version, as INFO names them: ``valkey 9.1.2``."""
+        return f"{self.family} {'.'.join(map(str, self.version))}"
+
     def __str__(self) -> str:
-        return f"{self.family} {'.'.join(map(str, self.version))} ({self.path})"
+        return f"{self.release} ({self.path})"
 
 
 def resolve_server(explicit: str | None) -> Server:
