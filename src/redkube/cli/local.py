@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from redkube.admin.connections import ClientPool
+from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.observing import observe
 from redkube.cli import rendering
 from redkube.cli.exits import ExitStatus, UserError
@@ -33,7 +33,7 @@ from redkube.kubernetes.resources import (
     FORBIDDEN_CONFIG_KEYS,
     config_value_message,
 )
-from redkube.model.backups import BackupManifest
+from redkube.model.backups import BackupError, BackupManifest
 from redkube.model.members import Member, MemberState, cluster_of
 from redkube.model.observations import Observation
 from redkube.model.slots import describe_ranges
@@ -470,9 +470,15 @@ def backup(args: argparse.Namespace) -> ExitStatus:
     directory = Path(args.to)
     started = time.monotonic()
     with out.status("observing the cluster", spinner="dots") as spinner:
-        manifest = asyncio.run(
-            _back_up(layout, record, server, directory, args.consistent, spinner.update)
-        )
+        try:
+            manifest = asyncio.run(
+                _back_up(layout, record, server, directory, args.consistent, spinner.update)
+            )
+        except AdminError as error:
+            raise UserError(
+                f"backup failed: {error}; {directory} holds no manifest (the backup is "
+                "incomplete and never restored): run it again"
+            ) from error
     seconds = time.monotonic() - started
     size = sum(s.size for s in manifest.shards)
     out.print(
@@ -525,7 +531,13 @@ def restore(args: argparse.Namespace, up_args: argparse.Namespace) -> ExitStatus
         raise UserError("restoring into a TLS cluster is not supported yet")
     started = time.monotonic()
     with out.status("restoring", spinner="dots") as spinner:
-        moved = asyncio.run(_restore(layout, record, manifest, source, spinner.update))
+        try:
+            moved = asyncio.run(_restore(layout, record, manifest, source, spinner.update))
+        except (AdminError, BackupError) as error:
+            raise UserError(
+                f"restore failed: {error}; the new cluster {args.name!r} holds part of the "
+                f"backup: `redkube down --name {args.name} --purge`, then restore again"
+            ) from error
     seconds = time.monotonic() - started
     rate = moved / seconds if seconds > 0 else 0.0
     expired = manifest.keys - moved
