@@ -966,6 +966,28 @@ def test_a_member_whose_id_was_just_forgotten_is_waited_for_not_met() -> None:
     assert isinstance(next_step(cluster.spec(), cluster.observe()), Meet)  # once the ban is over
 
 
+def test_a_master_that_forgot_a_slot_everyone_says_it_serves_is_told_so() -> None:
+    """CI, Redis 7.0, scaling in: slot 16383 moved back from shop-4-0 to shop-2-0; every node
+    saw shop-2-0 serving it, but shop-2-0 itself believed shop-4-0 did (which claimed nothing).
+    Gossip never fixes that (nobody claims the slot with a newer epoch); the loop waited for it
+    for good. SETSLOT NODE <itself> on shop-2-0 does."""
+    cluster = Cluster.healthy(3, 1)
+    stale, other = cluster.node(2, 0), cluster.node(1, 0)
+    stale.slots -= {16383}
+    stale.beliefs[other.node_id] = (other.slots | {16383}, None)
+    for node in cluster.current_nodes():
+        if node is not stale:
+            node.beliefs[stale.node_id] = (stale.slots | {16383}, None)
+    # Its replica shares its view (Valkey replicates SETSLOT to replicas).
+    cluster.node(2, 1).beliefs[stale.node_id] = (stale.slots, None)
+    cluster.node(2, 1).beliefs[other.node_id] = (other.slots | {16383}, None)
+    step = step_of(cluster)
+    assert step == TellOwner(stale.address, stale.node_id, (16383,), "it forgot it serves them")
+    # While another node claims the slot itself, it is not forgotten but moving: no step.
+    other.slots |= {16383}
+    assert not isinstance(step_of(cluster), TellOwner)
+
+
 def test_a_stale_id_whose_slots_members_serve_is_forgotten() -> None:
     """A node that missed the news still shows a gone node owning slots a member serves now:
     forgetting it loses nothing, so it is forgotten (it used to block the loop)."""

@@ -191,3 +191,37 @@ def test_a_key_on_both_sides_of_an_open_slot_keeps_the_sources_copy_and_the_move
     assert len(said) == 1, cluster.events()
     assert "2 key(s) were on both" in said[0], said
     assert f"1 differed from the target's, which were dropped: {{{tag}}}differ" in said[0], said
+
+
+def own_slots_line(cluster: LocalCluster, name: str) -> str:
+    with cluster.client(name) as client:
+        nodes = str(client.execute_command("CLUSTER", "NODES"))
+    return next(line for line in nodes.splitlines() if "myself" in line)
+
+
+def test_a_master_that_forgot_a_slot_the_others_say_it_serves_claims_it_again(
+    cluster_3x1: LocalCluster,
+) -> None:
+    """What CI saw once on Redis 7.0 after a slot moved back: the master no longer claims a slot
+    that every other node says it serves, and believes a node that claims nothing serves it.
+    Made here by telling that master alone (SETSLOT NODE) that another master serves its empty
+    slot 16383: gossip never undoes it; the loop tells it that it serves the slot."""
+    cluster = cluster_3x1
+    ids = node_ids(cluster)
+    owner = next(n for n, role in cluster.roles().items() if role == "master" and n.endswith("2-0"))
+    other = next(n for n, role in cluster.roles().items() if role == "master" and n != owner)
+    assert "16383" in own_slots_line(cluster, owner).split()[-1]
+    with cluster.client(owner) as client:
+        client.execute_command("CLUSTER", "SETSLOT", 16383, "NODE", ids[other])
+    wait_for(
+        lambda: own_slots_line(cluster, owner).split()[-1].endswith("-16383") or None,
+        60,
+        f"{owner} to claim slot 16383 again",
+    )
+    wait_for(
+        lambda: any("forgot it serves them" in e for e in cluster.events()) or None,
+        30,
+        "the loop's step in the events",
+    )
+    cluster.wait_ready()
+    redis_cli_check(cluster)

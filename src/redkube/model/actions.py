@@ -151,18 +151,22 @@ class CloseSlots:
 
 @dataclass(frozen=True)
 class TellOwner:
-    """SETSLOT NODE on a node importing slots whose view of their owner is stale: a node
-    ignores gossip about a slot it imports, so after a failover mid-move (or a source turned
-    replica, which leaves its slots unassigned in that view) only this tells it; until then it
-    refuses the keys of the move (CLUSTERDOWN)."""
+    """SETSLOT NODE on a node whose view of some slots' owner is stale for good, with ``why``:
+    - a node importing slots ignores gossip about them, so after a failover mid-move (or a
+      source turned replica, which leaves its slots unassigned in that view) only this tells
+      it; until then it refuses the keys of the move (CLUSTERDOWN);
+    - a master that every other node sees serving slots it does not claim itself (Redis 7.0,
+      after a slot moved back to it): nobody claims them with a newer epoch, so gossip never
+      corrects it; told it owns them (SETSLOT NODE <itself>), it claims them again."""
 
     address: Address
     owner_id: str
     slots: tuple[int, ...]
+    why: str = "it imports them"
 
     def describe(self) -> str:
         ranges = describe_ranges(ranges_of(self.slots))
-        return f"tell {self.address} that {self.owner_id[:8]} serves {ranges} (it imports them)"
+        return f"tell {self.address} that {self.owner_id[:8]} serves {ranges} ({self.why})"
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,33 @@ def repair_open_slots(spec: ClusterSpec, observation: Observation) -> Step:
     )
 
 
+def reclaim_forgotten_slots(spec: ClusterSpec, observation: Observation) -> Step:
+    """A master that does not claim slots every reachable node outside its shard says it serves,
+    while no node claims them: its view is stale for good (gossip only moves a slot to a claim
+    with a newer epoch, and nobody claims these). Its own replicas may share its view (Valkey
+    replicates SETSLOT to them). Told that it serves them, it claims them again; no key moves."""
+    views = list(observation.views())
+    for master in views:
+        if not master.myself.is_master:
+            continue
+        others = [v for v in views if v is not master and v.myself.master_id != master.node_id]
+        seen = [v.entry(master.node_id) for v in others]
+        if not others or any(entry is None for entry in seen):
+            continue
+        said = frozenset.intersection(*(entry.slots for entry in seen if entry is not None))
+        forgotten = sorted(said - master.myself.slots)
+        lost = [slot for slot in forgotten if not _claimed_by_other(views, master, slot)]
+        if lost:
+            return TellOwner(
+                master.address, master.node_id, tuple(lost), "it forgot it serves them"
+            )
+    return None
+
+
+def _claimed_by_other(views: list[NodeView], master: NodeView, slot: int) -> bool:
+    return any(slot in v.myself.slots for v in views if v is not master)
+
+
 def _stale_importers(views: list[NodeView], owner: NodeView, slot: int) -> list[NodeView]:
     """Nodes importing ``slot`` that know its owner but not as its owner. Such a node ignores
     gossip about the slot while it imports it, so its view stays stale for good."""

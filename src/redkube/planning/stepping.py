@@ -44,6 +44,7 @@ from redkube.planning.assessing import (
 from redkube.planning.gossip import disagreement
 from redkube.planning.reshaping import (
     move_slots,
+    reclaim_forgotten_slots,
     repair_open_slots,
     retire_departing,
     wait_for_migrations,
@@ -509,6 +510,7 @@ RULES: tuple[Rule, ...] = (
     forget_stale_nodes,
     wait_for_migrations,
     repair_open_slots,
+    reclaim_forgotten_slots,
     wait_for_settling,
     wait_for_stale_nodes,
     move_slots,
