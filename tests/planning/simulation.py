@@ -30,6 +30,7 @@ from redkube.model.actions import (
     Forget,
     Meet,
     Replicate,
+    Reset,
     RestartMembers,
     SetConfig,
     SetConfigEpochs,
@@ -99,6 +100,20 @@ def apply(cluster: Cluster, step: Step) -> None:
         case SetConfig(assignments):
             for address, key, value in assignments:
                 cluster.node_at(address).config[key] = value
+        case Reset(address, _reason):
+            # CLUSTER RESET SOFT: refused on a master with keys; the node forgets every peer
+            # and its slots, and a replica becomes an empty master (same id and epoch).
+            node = cluster.node_at(address)
+            if node.keys and node.master_id is None:
+                raise Refused(f"CLUSTER RESET on {address}, a master holding keys")
+            node.known.clear()
+            node.opinions.clear()
+            node.seen_at.clear()
+            node.beliefs.clear()
+            node.slots = frozenset()
+            node.migrating.clear()
+            node.importing.clear()
+            node.master_id, node.link_up, node.keys = None, False, 0
         case RestartMembers(names):
             for name in names:
                 _restart(cluster, name)
