@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -17,6 +16,7 @@ import pytest
 
 from tests.clusters import Redkube, wait_for
 from tests.conftest import VALKEY, server_path
+from tests.operator.conftest import free_port
 
 VERSION = "v0.316.0"  # scripts/build-prometheus.sh
 
@@ -27,12 +27,6 @@ def prometheus_dir() -> Path:
     if not (found / "prometheus").is_file():
         pytest.fail(f"{found} missing: run scripts/build-prometheus.sh (make prometheus-binary)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Prometheus:

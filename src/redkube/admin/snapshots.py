@@ -35,19 +35,19 @@ def _config_value(reply: object, key: str) -> str:
     raise AdminError(f"CONFIG GET {key}: unexpected reply {reply!r}")
 
 
-async def saves_done(client: NodeClient) -> tuple[int, bool]:
-    """INFO persistence: how many RDB saves the node has made (rdb_saves, else LASTSAVE), and
-    whether one runs now."""
+async def saves_done(client: NodeClient) -> tuple[int, bool, Mapping[str, str]]:
+    """INFO persistence: how many RDB saves the node has made (rdb_saves, else LASTSAVE),
+    whether one runs now, and the section itself."""
     info = parse_info(await client.text("INFO", "persistence"))
     count = info.get("rdb_saves")
     done = int(count) if count is not None else int(str(await client.command("LASTSAVE")))
-    return done, info.get("rdb_bgsave_in_progress") == "1"
+    return done, info.get("rdb_bgsave_in_progress") == "1", info
 
 
 async def start_save(client: NodeClient) -> int:
     """BGSAVE now (the fork fixes the snapshot's content at once); returns the save count
     before it. A save already running (a replica's sync) is an error: the caller retries."""
-    before, _ = await saves_done(client)
+    before, _, _ = await saves_done(client)
     await client.command("BGSAVE", attempts=1)
     return before
 
@@ -56,13 +56,12 @@ async def finish_save(client: NodeClient, before: int, timeout_s: float) -> None
     """Until the save started after ``before`` ended, and ended well."""
     deadline = time.monotonic() + timeout_s
     while True:
-        done, running = await saves_done(client)
+        done, running, info = await saves_done(client)
         if done > before and not running:
             break
         if time.monotonic() > deadline:
             raise AdminError(f"{client.address}: BGSAVE did not end within {timeout_s:.0f}s")
         await asyncio.sleep(SAVE_POLL_S)
-    info = parse_info(await client.text("INFO", "persistence"))
     if info.get("rdb_last_bgsave_status") != "ok":
         raise AdminError(f"{client.address}: BGSAVE failed (see the node's log)")
 
