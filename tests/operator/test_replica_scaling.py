@@ -21,7 +21,7 @@ from tests.operator.test_kubectl_workflow import (
     shards_seen_by_redis,
     status,
 )
-from tests.testbed.kube import JSON, apply, eventually, redis_cli, rediscluster_messages
+from tests.testbed.kube import apply, eventually, redis_cli, rediscluster_messages
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -67,23 +67,24 @@ def test_replicas_scale_out_and_in_keeping_every_key(
     )
     assert all(len(replicas.split(",")) == 2 for _, replicas, _ in shards_in_status(cp, namespace))
 
-    # Make an ordinal that is about to go a master: shop-0-2 takes over shard 0, and the other
-    # shards' roles move so that masters stay one per node (else the loop spreads them again).
-    # While one shard's role moves, a node may briefly serve two masters and the loop spread
-    # them again: so, until all of them are masters at once, fail over the ones that are not.
-    chosen = masters_one_per_node(running_pods(cp, namespace))
+    # Make an ordinal that is about to go a master: shop-0-2 takes over shard 0, and the shard
+    # whose master shares shop-0-2's node moves to the node shard 0 leaves, so masters stay one
+    # per node. Either failover alone crowds a node, and the loop would spread the masters again
+    # (perhaps by undoing it): so both are asked at once, again until both hold.
+    nodes = {name: pod["spec"]["nodeName"] for name, pod in running_pods(cp, namespace).items()}
+    target = swapped_masters(nodes, roles(cp, namespace, pw))
 
-    def chosen_are_masters() -> bool:
-        for name in chosen:
-            if roles(cp, namespace, pw).get(name) != "master":
+    def target_are_masters() -> bool:
+        now = roles(cp, namespace, pw)
+        if all(now.get(name) == "master" for name in target):
+            return True
+        for name in target:
+            if now.get(name) != "master":
                 ip = running_pods(cp, namespace)[name]["status"]["podIP"]
-                redis_cli(ip, pw, "cluster", "failover")  # refused if it became master meanwhile
-                eventually(
-                    lambda n=name: roles(cp, namespace, pw).get(n) == "master", f"{name} master"
-                )
-        return all(roles(cp, namespace, pw)[name] == "master" for name in chosen)
+                redis_cli(ip, pw, "cluster", "failover")
+        return False
 
-    eventually(chosen_are_masters, "the chosen Pods to be masters at once", 120)
+    eventually(target_are_masters, f"{', '.join(target)} masters at once", 120, interval=3)
 
     apply(cp, namespace, CLUSTER % {"replicas": 1})
     eventually(lambda: ready_with(cp, namespace, 6), "Ready again with 6 Pods", 180)
@@ -112,15 +113,24 @@ def test_replicas_scale_out_and_in_keeping_every_key(
         assert_keys(client, written)
 
 
-def masters_one_per_node(listed: dict[str, JSON]) -> list[str]:
-    """shop-0-2, and one Pod of shards 1 and 2, all on different nodes."""
-    node = {name: pod["spec"]["nodeName"] for name, pod in listed.items()}
-    for one in range(3):
-        for two in range(3):
-            chosen = ["shop-0-2", f"shop-1-{one}", f"shop-2-{two}"]
-            if len({node[name] for name in chosen}) == 3:
-                return chosen
-    raise AssertionError(f"no choice of masters one per node: {node}")
+def swapped_masters(nodes: dict[str, str], roles: dict[str, str]) -> list[str]:
+    """The masters to make: shop-0-2 for shard 0, and for the shard whose master is on shop-0-2's
+    node, its member on the node shard 0's master is on (every shard has a member on every node
+    with 3 members per shard on 3 nodes); the other masters stay."""
+    masters = {name.rsplit("-", 1)[0]: name for name, role in roles.items() if role == "master"}
+    if masters["shop-0"] == "shop-0-2":
+        return list(masters.values())
+    freed = nodes[masters["shop-0"]]
+    masters["shop-0"] = "shop-0-2"
+    for shard, master in masters.items():
+        if shard != "shop-0" and nodes[master] == nodes["shop-0-2"]:
+            masters[shard] = next(
+                name for name, node in nodes.items()
+                if node == freed and name.rsplit("-", 1)[0] == shard
+            )  # fmt: skip
+    chosen = list(masters.values())
+    assert len({nodes[name] for name in chosen}) == len(chosen), (chosen, nodes)
+    return chosen
 
 
 def meets(cp: ControlPlane, namespace: str) -> int:

@@ -18,14 +18,20 @@ OPERATOR_IMAGE, OPERATOR_TAG = "localhost/redkube-operator", "dev"
 
 
 def lease_holder(cluster: RealCluster) -> str | None:
-    """The operator Pod holding the Lease, if it is one of the running ones."""
+    """The operator Pod holding the Lease, if it is running and not being deleted: after an
+    earlier install's uninstall, its Pods stay listed while they terminate, and the Lease can
+    still name one of them."""
     lease = cluster.cp.kubectl("get", "lease", "redkube-operator", "-n", OPERATOR_NAMESPACE,
                                "-o", "json", check=False)  # fmt: skip
     pods = cluster.cp.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
     if lease.returncode != 0 or pods.returncode != 0:
         return None
     holder = json.loads(lease.stdout)["spec"].get("holderIdentity")
-    names = {pod["metadata"]["name"] for pod in json.loads(pods.stdout)["items"]}
+    names = {
+        pod["metadata"]["name"]
+        for pod in json.loads(pods.stdout)["items"]
+        if pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp")
+    }
     return holder if holder in names else None
 
 
@@ -47,3 +53,11 @@ def operator_in_pods(real_cluster: RealCluster, helm: Helm) -> Iterator[None]:  
     finally:
         helm.run("uninstall", "redkube", "--namespace", OPERATOR_NAMESPACE,
                  kubeconfig=real_cluster.cp.kubeconfig, check=False)  # fmt: skip
+        # The next install must not find this one's Pods still terminating.
+        eventually(lambda: not operator_pods(real_cluster), "the operator Pods gone", 180)
+
+
+def operator_pods(cluster: RealCluster) -> list[str]:
+    """The Pods in the operator's namespace, terminating or not; ["?"] when the list fails."""
+    listed = cluster.cp.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "name", check=False)
+    return listed.stdout.split() if listed.returncode == 0 else ["?"]

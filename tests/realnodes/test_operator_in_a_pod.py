@@ -14,8 +14,9 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from testbed.realcluster import RealCluster
 from tests.operator.test_kubectl_workflow import CLUSTER, password
-from tests.realnodes.conftest import OPERATOR_NAMESPACE
+from tests.realnodes.conftest import OPERATOR_NAMESPACE, lease_holder
 from tests.realnodes.test_real_nodes import kubectl, ready_pod, wait_for
+from tests.testbed.kube import eventually
 
 
 def status(cluster: RealCluster, namespace: str) -> dict[str, object]:
@@ -67,10 +68,8 @@ def test_helm_installed_operator_runs_the_kubectl_workflow(
     cluster = real_cluster
     namespace = "shop"
     try:
-        lease = json.loads(kubectl(cluster, "get", "lease", "redkube-operator", "-n",
-                                   OPERATOR_NAMESPACE, "-o", "json"))  # fmt: skip
-        leader = lease["spec"]["holderIdentity"]
-        assert leader.startswith("redkube-"), lease
+        leader = eventually(lambda: lease_holder(cluster), "a running operator Pod leading", 180)
+        assert leader.startswith("redkube-"), leader
         logs = kubectl(cluster, "logs", "-n", OPERATOR_NAMESPACE, leader)
         assert "became leader" in logs, logs[-2000:]
 
