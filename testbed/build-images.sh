@@ -182,6 +182,17 @@ printf 'root:x:0:0:root:/:/coredns\nnobody:x:65534:65534:nobody:/:/coredns\n' >"
 from_rootfs localhost/coredns "$work/coredns" --entrypoint '["/coredns"]' --port 53/udp --port 53/tcp
 save localhost/coredns registry.k8s.io/coredns/coredns:v1.15.0
 
+# redis_exporter, the binary scripts/build-redis-exporter.sh builds (cached), laid out as the
+# official image: the binary at /, user 59000, port 9121. The metrics sidecar of every Redis Pod.
+exporter=$(scripts/build-redis-exporter.sh)
+mkdir -p "$work/exporter/etc"
+cp "$exporter" "$work/exporter/redis_exporter"
+printf 'root:x:0:0:root:/:/redis_exporter\nexporter:x:59000:59000::/:/redis_exporter\n' \
+    >"$work/exporter/etc/passwd"
+from_rootfs localhost/redis-exporter "$work/exporter" --entrypoint '["/redis_exporter"]' \
+    --user 59000:59000 --port 9121
+save localhost/redis-exporter docker.io/oliver006/redis_exporter:v1.74.0
+
 # local-path-provisioner, the binary testbed/build-local-path.sh builds (cached), the dynamic
 # volume provisioner; busybox beside it (its setup/teardown scripts run in busybox helper Pods).
 local_path=$(testbed/build-local-path.sh)/local-path-provisioner

@@ -325,6 +325,39 @@ def test_monitoring_objects_scrape_the_metrics_port_and_carry_the_alert_file(
     assert "PodMonitor" not in {o["kind"] for o in helm.template(values_file(tmp_path, off))}
 
 
+def test_the_nodes_podmonitor_scrapes_every_clusters_exporter_with_the_operators_labels(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """Off by default; on, it selects every RedisCluster Pod in any namespace on the sidecar's
+    port, and labels the series as the operator labels its per-node ones."""
+    assert "PodMonitor" not in {o["kind"] for o in helm.template()}
+    values = {"monitoring": {"nodePodMonitor": {"enabled": True}, "labels": {"release": "kp"}}}
+    (monitor,) = [
+        o for o in helm.template(values_file(tmp_path, values)) if o["kind"] == "PodMonitor"
+    ]
+    assert monitor["metadata"]["name"].endswith("-nodes")
+    assert monitor["metadata"]["labels"]["release"] == "kp"
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    assert spec["selector"] == {
+        "matchExpressions": [{"key": "redkube.io/cluster", "operator": "Exists"}]
+    }
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == (
+        "metrics",
+        "/metrics",
+        "30s",
+    )
+    relabeled = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+    assert relabeled["cluster"]["sourceLabels"] == [
+        "__meta_kubernetes_namespace",
+        "__meta_kubernetes_pod_label_redkube_io_cluster",
+    ]
+    assert relabeled["cluster"]["separator"] == "/"
+    assert relabeled["node"]["sourceLabels"] == ["__meta_kubernetes_pod_name"]
+    assert relabeled["shard"]["sourceLabels"] == ["__meta_kubernetes_pod_label_redkube_io_shard"]
+
+
 BAD_VALUES = [
     ("replicaCount=-1", "at '/replicaCount': minimum: got -1, want 0"),
     ("replicaCoutn=3", "additional properties 'replicaCoutn' not allowed"),
@@ -340,6 +373,7 @@ BAD_VALUES = [
     ("podLabels.team=1", "at '/podLabels/team': got number, want string"),
     ("metricsPort=70000", "at '/metricsPort': maximum: got 70,000, want 65,535"),
     ("monitoring.podMonitor.interval=often", "at '/monitoring/podMonitor/interval'"),
+    ("monitoring.nodePodMonitor.enabled=1", "at '/monitoring/nodePodMonitor/enabled'"),
 ]
 
 

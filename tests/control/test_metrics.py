@@ -50,18 +50,53 @@ def test_a_dead_node_and_a_lagging_replica() -> None:
     assert sample(metrics, "redkube_cluster_masters_without_replica", cluster="ns/demo") == 1
 
 
-def test_steps_and_failovers_are_counted_by_kind_and_reason() -> None:
+def failovers(metrics: LoopMetrics, reason: str) -> float | None:
+    return sample(metrics, "redkube_failovers_total", cluster="ns/demo", reason=reason)
+
+
+def test_steps_are_counted_by_kind_and_a_failover_when_the_master_changed() -> None:
     metrics = LoopMetrics()
     cluster = Cluster.healthy(3, 1)
-    spread = Failover(Address("127.0.100.2"), FailoverMode.DEFAULT, "spreading masters: ...")
+    replica = cluster.node(0, 1).address
+    spread = Failover(replica, FailoverMode.DEFAULT, "spreading masters: ...")
     record(metrics, cluster, spread)
-    record(metrics, cluster, Failover(Address("127.0.100.2"), FailoverMode.FORCE, "dead"))
     record(metrics, cluster, Wait("something"), failed=True)
-    assert sample(metrics, "redkube_steps_total", cluster="ns/demo", kind="failover") == 2
-    assert sample(metrics, "redkube_failovers_total", cluster="ns/demo", reason="spreading") == 1
-    assert sample(metrics, "redkube_failovers_total", cluster="ns/demo", reason="master_down") == 1
+    assert sample(metrics, "redkube_steps_total", cluster="ns/demo", kind="failover") == 1
+    assert failovers(metrics, "spreading") is None  # asked, not yet done
+    cluster.promote_unseen(0)
+    record(metrics, cluster)
+    assert failovers(metrics, "spreading") == 1
+    record(metrics, cluster)  # the same master: no more
+    assert failovers(metrics, "spreading") == 1
     assert sample(metrics, "redkube_step_errors_total", cluster="ns/demo") == 1
-    assert sample(metrics, "redkube_cluster_waiting", cluster="ns/demo") == 1
+    assert sample(metrics, "redkube_cluster_waiting", cluster="ns/demo") == 0
+
+
+def test_a_master_whose_pod_was_deleted_hands_over_and_is_counted_so() -> None:
+    metrics = LoopMetrics()
+    cluster = Cluster.healthy(3, 1)
+    record(metrics, cluster)
+    cluster.seat(1, 0).terminating = True
+    record(metrics, cluster)
+    cluster.promote_unseen(1)  # the preStop hook's CLUSTER FAILOVER
+    record(metrics, cluster)
+    assert failovers(metrics, "pod_deleted") == 1
+    assert failovers(metrics, "master_down") is None
+
+
+def test_a_master_that_died_and_one_failed_over_by_someone_else() -> None:
+    metrics = LoopMetrics()
+    cluster = Cluster.healthy(3, 1)
+    record(metrics, cluster)
+    cluster.promote_unseen(2)  # a CLUSTER FAILOVER the loop did not ask for
+    record(metrics, cluster)
+    assert failovers(metrics, "external") == 1
+    cluster.stop(0, 0)
+    record(metrics, cluster)
+    cluster.promote_unseen(0)  # the servers' own election
+    record(metrics, cluster)
+    assert failovers(metrics, "master_down") == 1
+    assert failovers(metrics, "external") == 1
 
 
 def test_gone_nodes_and_deleted_clusters_leave_no_samples() -> None:
@@ -78,3 +113,6 @@ def test_labels_of_steps() -> None:
     assert step_kind(MoveSlots((), atomic=True)) == "move_slots"
     planned = Failover(Address("127.0.0.2"), FailoverMode.DEFAULT, "rolling update: ...")
     assert failover_reason(planned) == "planned"
+    assert failover_reason(Failover(Address("127.0.0.2"), FailoverMode.FORCE, "dead")) == (
+        "master_down"
+    )

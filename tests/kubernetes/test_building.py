@@ -74,7 +74,7 @@ def test_three_shards_with_storage_become_the_textbook_objects() -> None:
     assert anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]["redkube.io/shard"] == "1"
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    (container,) = pod["containers"]
+    container, _ = pod["containers"]  # the server, then the metrics sidecar
     assert container["image"] == "valkey/valkey:9.1"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -191,7 +191,8 @@ def test_every_redis_cli_call_in_the_hooks_and_probes_has_a_timeout(script: str)
 
 
 def test_the_container_quotes_its_logs_when_it_fails_and_probes_membership() -> None:
-    (container,) = pod_spec(parse(cluster_object()))["containers"]
+    container = pod_spec(parse(cluster_object()))["containers"][0]
+    assert container["name"] == "server"
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     probe = container["readinessProbe"]
     assert probe["exec"]["command"] == ["sh", "/etc/redkube/ready.sh"]
@@ -314,3 +315,69 @@ def test_config_values_the_server_would_refuse_are_refused(spec: JSON, fragment:
 def test_config_values_the_server_accepts_are_accepted(config: JSON) -> None:
     cluster = parse(cluster_object(config=config))
     assert cluster.config == {k: str(v) for k, v in config.items()}
+
+
+# -- the metrics sidecar -------------------------------------------------------------------------
+
+
+def test_every_pod_has_a_metrics_sidecar_reading_the_password_from_the_secret() -> None:
+    pod = pod_spec(parse(cluster_object(auth={"secretName": "mine"})))
+    server, exporter = pod["containers"]
+    assert (server["name"], exporter["name"]) == ("server", "metrics")
+    statefulset = build_statefulset(parse(cluster_object()), 0)
+    annotations = statefulset["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kubectl.kubernetes.io/default-container"] == "server"
+    assert exporter["image"] == "oliver006/redis_exporter:v1.74.0"
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": 9121}]
+    env = [e["name"] for e in exporter["env"]]
+    # $(POD_IP) is expanded only from variables defined before it.
+    assert env.index("POD_IP") < env.index("REDIS_ADDR")
+    values = {e["name"]: e for e in exporter["env"]}
+    assert values["REDIS_ADDR"]["value"] == "redis://$(POD_IP):6379"
+    assert values["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mine",
+        "key": "password",
+    }
+    assert "args" not in exporter and "command" not in exporter  # nothing secret in argv
+    assert exporter["securityContext"]["readOnlyRootFilesystem"] is True
+    assert exporter["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert exporter["resources"]["limits"]["memory"] == "128Mi"
+    # A sidecar that does not run must not take the node out of the client Service.
+    assert "readinessProbe" not in exporter
+    assert exporter["livenessProbe"]["httpGet"] == {"path": "/health", "port": "metrics"}
+
+
+def test_metrics_off_leaves_the_server_alone_and_rolls_the_pods() -> None:
+    on = parse(cluster_object())
+    off = parse(cluster_object(metrics={"enabled": False}))
+    assert [c["name"] for c in pod_spec(off)["containers"]] == ["server"]
+    assert building.revision(on) != building.revision(off)
+    policy_on = building.build_network_policy(on, "redkube-system")
+    policy_off = building.build_network_policy(off, "redkube-system")
+    assert {"ports": [{"protocol": "TCP", "port": 9121}]} in policy_on["spec"]["ingress"]
+    assert not any(
+        port["port"] == 9121
+        for rule in policy_off["spec"]["ingress"]
+        for port in rule.get("ports", [])
+    )
+
+
+def test_the_sidecars_image_and_resources_come_from_the_spec() -> None:
+    metrics = {"image": "registry.example/exporter:1", "resources": {"limits": {"memory": "64Mi"}}}
+    cluster = parse(cluster_object(metrics=metrics))
+    exporter = pod_spec(cluster)["containers"][1]
+    assert exporter["image"] == "registry.example/exporter:1"
+    assert exporter["resources"] == {"limits": {"memory": "64Mi"}}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"enabled": "yes"}, "spec.metrics.enabled must be true or false"),
+        ({"image": ""}, "spec.metrics.image must be an image name"),
+        ({"resources": {"limits": {"memory": "lots"}}}, "spec.metrics.resources.limits.memory"),
+    ],
+)
+def test_bad_metrics_settings_are_refused_with_one_clear_line(metrics: JSON, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse(cluster_object(metrics=metrics))

@@ -44,6 +44,7 @@ DEFAULT_SPEC: JSON = {
     "allowDisruptionWithoutReplicas": False,
     "updateStrategy": {"paused": False},
     "networkPolicy": {"enabled": True, "clients": [{"podSelector": {}}]},
+    "metrics": {"enabled": True, "image": "oliver006/redis_exporter:v1.74.0"},
 }
 
 

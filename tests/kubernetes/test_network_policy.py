@@ -30,7 +30,9 @@ def test_the_cluster_reaches_itself_on_every_port_and_the_rest_only_the_client_p
     assert policy["metadata"]["name"] == "shop-network"
     assert spec["podSelector"] == {"matchLabels": {"redkube.io/cluster": "shop"}}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
-    own, clients = spec["ingress"]
+    own, clients, metrics = spec["ingress"]
+    # The metrics sidecar's port, from anywhere (Prometheus may run anywhere).
+    assert metrics == {"ports": [{"protocol": "TCP", "port": 9121}]}
     assert own == {"from": [{"podSelector": {"matchLabels": {"redkube.io/cluster": "shop"}}}]}
     assert "ports" not in own  # the bus and replication: every port, between the cluster's Pods
     assert clients["ports"] == [{"protocol": "TCP", "port": REDIS_PORT}]  # not the bus port

@@ -4,8 +4,6 @@ cluster is, and follow it when a node dies and comes back. promtool lints the ex
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import urllib.parse
 import urllib.request
@@ -16,36 +14,13 @@ import pytest
 
 from tests.clusters import Redkube, wait_for
 from tests.conftest import VALKEY, server_path
+from tests.observability.prometheus import (
+    Prometheus,
+    assert_dashboard_queries_answer,
+    prometheus_dir,
+    running_prometheus,
+)
 from tests.operator.conftest import free_port
-
-VERSION = "v0.316.0"  # scripts/build-prometheus.sh
-
-
-def prometheus_dir() -> Path:
-    cache = os.environ.get("REDKUBE_BIN_CACHE") or str(Path.home() / ".cache" / "redkube" / "bin")
-    found = Path(cache) / f"prometheus-{VERSION}"
-    if not (found / "prometheus").is_file():
-        pytest.fail(f"{found} missing: run scripts/build-prometheus.sh (make prometheus-binary)")
-    return found
-
-
-class Prometheus:
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-
-    def query(self, expr: str) -> list[tuple[dict[str, str], float]]:
-        """An instant query: each series' labels and value."""
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            data = json.loads(reply.read())
-        assert data["status"] == "success", data
-        return [(r["metric"], float(r["value"][1])) for r in data["data"]["result"]]
-
-    def value(self, expr: str) -> float | None:
-        """The one value of a query that names one series (None while it has none)."""
-        found = self.query(expr)
-        assert len(found) <= 1, found
-        return found[0][1] if found else None
 
 
 @pytest.fixture
@@ -55,37 +30,14 @@ def metrics_port() -> int:
 
 @pytest.fixture
 def prometheus(tmp_path: Path, metrics_port: int) -> Iterator[Prometheus]:
-    binaries = prometheus_dir()
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
+    config = (
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: redkube\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
     )
-    log = (tmp_path / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [str(binaries / "prometheus"), f"--config.file={config}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    server = Prometheus(port)
-    try:
-        wait_for(lambda: _answers(server), 60, "Prometheus to answer")
+    with running_prometheus(tmp_path, config) as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-def _answers(server: Prometheus) -> bool | None:
-    try:
-        server.query("vector(1)")
-    except OSError:
-        return None
-    return True
 
 
 def test_prometheus_sees_the_cluster_and_follows_a_node_death(
@@ -124,7 +76,7 @@ def test_prometheus_sees_the_cluster_and_follows_a_node_death(
     for i in range(2000):
         client.set(f"key:{i}", "x")
     wait_for(lambda: scraped("sum(redkube_node_keys)", 4000), 60, "every key, on both copies")
-    assert_dashboard_queries_answer(prometheus, "watched")
+    assert_dashboard_queries_answer(prometheus, "watched", exporters=False)
 
     # A node killed: the supervisor starts it again, a step the counter keeps for good.
     replica = next(name for name, role in cluster.roles().items() if role == "slave")
@@ -134,26 +86,6 @@ def test_prometheus_sees_the_cluster_and_follows_a_node_death(
     )
     wait_for(lambda: scraped("redkube_cluster_nodes_ready", 6), 60, "every node ready again")
     assert prometheus.value('redkube_cluster_phase{phase="Ready"}') == 1
-
-
-DASHBOARD = Path(__file__).resolve().parents[2] / "charts/redkube/files/redkube-dashboard.json"
-# Panels of counters that nothing in this test increments: their queries answer, with no series.
-MAY_BE_EMPTY = ("Failovers by reason", "Errors and waits")
-
-
-def assert_dashboard_queries_answer(prometheus: Prometheus, cluster: str) -> None:
-    """Every query of the Grafana dashboard, as Grafana would send it for this cluster, is valid
-    PromQL and returns series (but for counters nothing has incremented yet)."""
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    checked = 0
-    for panel in panels:
-        for target in panel.get("targets", ()):
-            expr = target["expr"].replace("$cluster", cluster).replace("$__rate_interval", "1m")
-            found = prometheus.query(expr)
-            checked += 1
-            if panel["title"] not in MAY_BE_EMPTY or target["legendFormat"] == "waiting":
-                assert found, f"{panel['title']}: {expr} returned nothing"
-    assert checked >= 20, checked
 
 
 def test_promtool_finds_nothing_to_fix_in_the_exposition(

@@ -83,7 +83,10 @@ def running_pod(name: str, deleting: bool) -> JSON:
     return {
         "metadata": meta,
         "spec": {"nodeName": "node-1"},
-        "status": {"podIP": "10.1.0.5", "containerStatuses": [{"state": {"running": {}}}]},
+        "status": {
+            "podIP": "10.1.0.5",
+            "containerStatuses": [{"name": "server", "state": {"running": {}}}],
+        },
     }
 
 

@@ -95,6 +95,7 @@ class Seat:
     revision: str = ""  # the revision it runs, and the one it should (rolling updates)
     target_revision: str | None = ""
     host_lost: bool = False  # the platform lost touch with its host (a Node NotReady)
+    terminating: bool = False  # its Pod is being deleted
 
     def member(self) -> Member:
         return Member(
@@ -104,6 +105,7 @@ class Seat:
             self.address,
             self.domain,
             self.state,
+            self.terminating,
             revision=self.revision,
             target_revision=self.target_revision,
             host_lost=self.host_lost,

@@ -63,13 +63,24 @@ def bindir() -> Path:
     return built("build-binaries.sh")
 
 
+def session_fabric() -> Fabric:
+    """The test session's fabric: 10.251 (nodes) and 10.244 (Pods), or the two prefixes in
+    REDKUBE_TEST_FABRIC (e.g. `10.249,10.243`), so that a second session can run beside one
+    (two sessions on the same prefixes break each other's routes)."""
+    chosen = os.environ.get("REDKUBE_TEST_FABRIC")
+    if not chosen:
+        return Fabric(NODES)
+    nodes, pods = chosen.split(",")
+    return Fabric(NODES, prefix=nodes.strip(), pods=pods.strip())
+
+
 @pytest.fixture(scope="session")
 def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
     reason = missing()
     if reason and not os.environ.get("REDKUBE_REQUIRE_ALL_SERVERS"):
         pytest.skip(reason)
     assert reason is None, reason
-    cluster = start_real_cluster(tmp_path_factory.mktemp("real-cp"), Fabric(NODES))
+    cluster = start_real_cluster(tmp_path_factory.mktemp("real-cp"), session_fabric())
     print(
         f"\ncontrol plane and {NODES} real nodes Ready in {cluster.started_in:.1f}s "
         f"(control plane {cluster.cp.start_seconds or 0:.1f}s; CoreDNS included)"

@@ -23,6 +23,8 @@ from redkube.model.specs import ClusterSpec
 from redkube.planning.assessing import Health
 
 CLUSTER = ("cluster",)
+ASKED_PASSES = 5
+"""A failover the loop asked for is its own when the master changes within this many passes."""
 NODE = ("cluster", "node", "shard", "role")
 
 
@@ -30,6 +32,31 @@ def step_kind(step: Step) -> str:
     """``MoveSlots`` -> ``move_slots``: the label of a step's kind."""
     name = type(step).__name__
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def shard_masters(observation: Observation) -> dict[int, str]:
+    """Shard -> the member serving its slots as master: of the members that say so of
+    themselves, the one with the highest config epoch (an old master that missed its failover
+    still believes it serves them, with the older epoch)."""
+    found: dict[int, tuple[int, str]] = {}
+    for observed in observation.members:
+        view = observed.view
+        if view is None or not view.myself.is_master or not view.myself.slots:
+            continue
+        shard, epoch = observed.member.shard, view.myself.config_epoch
+        if shard not in found or epoch > found[shard][0]:
+            found[shard] = (epoch, observed.member.name)
+    return {shard: name for shard, (_, name) in found.items()}
+
+
+def member_states(observation: Observation) -> dict[str, str]:
+    """Member -> `terminating` (its Pod is being deleted), `down` (it did not answer) or `up`."""
+    return {
+        o.member.name: "terminating"
+        if o.member.terminating
+        else ("down" if o.view is None else "up")
+        for o in observation.members
+    }
 
 
 def failover_reason(step: Failover) -> str:
@@ -97,7 +124,9 @@ class LoopMetrics:
         )
         self.steps = counter("redkube_steps", "Steps the loop took, by kind", (*CLUSTER, "kind"))
         self.failovers = counter(
-            "redkube_failovers", "Failovers the loop made, by reason", (*CLUSTER, "reason")
+            "redkube_failovers",
+            "Shards whose master changed, by reason (the loop's own failovers and the others)",
+            (*CLUSTER, "reason"),
         )
         self.step_errors = counter("redkube_step_errors", "Steps that failed")
         self.pass_errors = counter(
@@ -136,6 +165,12 @@ class LoopMetrics:
         )
         # Per cluster, every (family, labels) sample set for it.
         self._used: dict[str, set[tuple[Gauge | Counter, tuple[str, ...]]]] = {}
+        # Per cluster: each shard's master last seen, each member's state last seen, and the
+        # replicas the loop asked to fail over (member name -> reason, passes it is remembered
+        # for), to tell why a master changed.
+        self._masters: dict[str, dict[int, str]] = {}
+        self._states: dict[str, dict[str, str]] = {}
+        self._asked: dict[str, dict[str, tuple[str, int]]] = {}
 
     def _child(self, family: Gauge | Counter, *labels: str) -> Gauge | Counter:
         """The sample of ``family`` for these labels (the first is the cluster), remembered so
@@ -182,13 +217,48 @@ class LoopMetrics:
             (self.last_pass, time.time()),
         ):
             self._set(family, cluster, value=value)
+        self._count_failovers(cluster, observation)
         if step is not None and not isinstance(step, Wait):
             self._inc(self.steps, cluster, step_kind(step))
-            if isinstance(step, Failover):
-                self._inc(self.failovers, cluster, failover_reason(step))
+            if isinstance(step, Failover) and not failed:
+                asked = self._asked.setdefault(cluster, {})
+                for observed in observation.members:
+                    if observed.member.address == step.replica:
+                        asked[observed.member.name] = (failover_reason(step), ASKED_PASSES)
         if failed:
             self._inc(self.step_errors, cluster)
         self._record_nodes(cluster, observation)
+
+    def _count_failovers(self, cluster: str, observation: Observation) -> None:
+        """Count each shard whose master changed since the last pass, by reason: the loop's own
+        failover (its reason), the old master's Pod being deleted (`pod_deleted`: the preStop
+        hand-over), the old master down (`master_down`: the servers' own election), else
+        `external` (someone else's CLUSTER FAILOVER)."""
+        masters = self._masters.setdefault(cluster, {})
+        before = self._states.get(cluster, {})
+        now = member_states(observation)
+        asked = self._asked.setdefault(cluster, {})
+        for shard, name in shard_masters(observation).items():
+            old = masters.get(shard)
+            masters[shard] = name
+            if old is None or old == name:
+                continue
+            states = {before.get(old), now.get(old)}
+            if name in asked:
+                reason = asked.pop(name)[0]
+            elif "terminating" in states:
+                reason = "pod_deleted"
+            elif "down" in states or None in states:
+                reason = "master_down"
+            else:
+                reason = "external"
+            self._inc(self.failovers, cluster, reason)
+        for name, (reason, passes) in list(asked.items()):
+            if passes > 1:
+                asked[name] = (reason, passes - 1)
+            else:
+                del asked[name]
+        self._states[cluster] = now
 
     def record_pass_error(self, cluster: str) -> None:
         self._inc(self.pass_errors, cluster)
@@ -232,6 +302,8 @@ class LoopMetrics:
         """A cluster deleted: none of its samples stay."""
         for family, labels in self._used.pop(cluster, set()):
             family.remove(*labels)
+        for known in (self._masters, self._states, self._asked):
+            known.pop(cluster, None)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

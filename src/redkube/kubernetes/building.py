@@ -28,6 +28,9 @@ API_VERSION = "redkube.io/v1alpha1"
 KIND = "RedisCluster"
 REDIS_PORT = 6379
 BUS_PORT = 16379
+METRICS_PORT = 9121
+SERVER_CONTAINER = "server"
+EXPORTER_CONTAINER = "metrics"
 SERVER_USER = 999
 ZONE_LABEL = "topology.kubernetes.io/zone"
 PASSWORD_KEY = "password"
@@ -109,6 +112,7 @@ link=$(cli info replication | grep '^master_link_status:')
 CLUSTER_LABEL = "redkube.io/cluster"
 SHARD_LABEL = "redkube.io/shard"
 REVISION_ANNOTATION = "redkube.io/revision"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
 
 def labels(cluster: RedisCluster, shard: int | None = None) -> dict[str, str]:
@@ -292,9 +296,17 @@ def _env(cluster: RedisCluster) -> list[JSON]:
     ]
 
 
+SECURE_CONTAINER: JSON = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def _container(cluster: RedisCluster) -> JSON:
     container: JSON = {
-        "name": "server",
+        "name": SERVER_CONTAINER,
         "image": cluster.image,
         "command": ["sh", f"{CONFIG_DIR}/start.sh"],
         "env": _env(cluster),
@@ -320,12 +332,7 @@ def _container(cluster: RedisCluster) -> JSON:
         # A server that exits at once (a config value it refuses) leaves its last log lines as
         # the termination message: the operator quotes them in the RedisCluster's status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": dict(SECURE_CONTAINER),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "run", "mountPath": RUN_DIR},
@@ -335,6 +342,33 @@ def _container(cluster: RedisCluster) -> JSON:
     if cluster.resources:
         container["resources"] = dict(cluster.resources)
     return container
+
+
+def _exporter(cluster: RedisCluster) -> JSON:
+    """The redis_exporter sidecar: it reads its own node (the Pod's address) with the cluster's
+    password from the Secret, by environment (never in its arguments, which `ps` and the Pod's
+    spec show), and serves /metrics on METRICS_PORT. No readiness probe: a sidecar that does
+    not run (its image missing) must not take the node out of the client Service."""
+    password_ref = {"secretKeyRef": {"name": cluster.secret_name, "key": PASSWORD_KEY}}
+    return {
+        "name": EXPORTER_CONTAINER,
+        "image": cluster.metrics.image,
+        "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "REDIS_ADDR", "value": f"redis://$(POD_IP):{REDIS_PORT}"},
+            {"name": "REDIS_PASSWORD", "valueFrom": password_ref},
+            {"name": "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", "value": f":{METRICS_PORT}"},
+        ],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "metrics"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": dict(cluster.metrics.resources),
+        "securityContext": dict(SECURE_CONTAINER),
+    }
 
 
 def grace_seconds(cluster: RedisCluster) -> int:
@@ -365,7 +399,10 @@ def _pod_spec(cluster: RedisCluster, shard: int) -> JSON:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "affinity": _affinity(cluster, shard),
-        "containers": [_container(cluster)],
+        "containers": [
+            _container(cluster),
+            *([_exporter(cluster)] if cluster.metrics.enabled else []),
+        ],
         "volumes": volumes,
     }
     if cluster.placement.zone_spread:
@@ -392,7 +429,11 @@ def build_statefulset(cluster: RedisCluster, shard: int) -> JSON:
         "template": {
             "metadata": {
                 "labels": labels(cluster, shard),
-                "annotations": {REVISION_ANNOTATION: revision(cluster)},
+                "annotations": {
+                    REVISION_ANNOTATION: revision(cluster),
+                    # `kubectl exec`/`logs` without -c: the server, not the sidecar.
+                    DEFAULT_CONTAINER_ANNOTATION: SERVER_CONTAINER,
+                },
             },
             "spec": _pod_spec(cluster, shard),
         },
@@ -446,10 +487,11 @@ def network_policy_name(cluster: RedisCluster) -> str:
 def build_network_policy(cluster: RedisCluster, operator_namespace: str) -> JSON:
     """Ingress to the cluster's Pods: from each other on every port (the cluster bus, and
     replication on the client port); on the client port only, from the operator's namespace and
-    from the clients of spec.networkPolicy.clients. Egress: to each other, and DNS; a server
-    connects to nothing else (its probes and hooks talk to the Pod's own address, which stays
-    inside the Pod). Enforced by the cluster's network plugin, where it has one that enforces
-    NetworkPolicy."""
+    from the clients of spec.networkPolicy.clients; on the metrics port (when spec.metrics is on),
+    from anywhere, since where Prometheus runs is not known. Egress: to each other, and DNS; a
+    server connects to nothing else (its probes, hooks and sidecar talk to the Pod's own address,
+    which stays inside the Pod). Enforced by the cluster's network plugin, where it has one that
+    enforces NetworkPolicy."""
     own = {"podSelector": {"matchLabels": selector(cluster)}}
     operator = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}
@@ -467,6 +509,11 @@ def build_network_policy(cluster: RedisCluster, operator_namespace: str) -> JSON
                     "from": [operator, *(dict(peer) for peer in cluster.network.clients)],
                     "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
                 },
+                *(
+                    [{"ports": [{"protocol": "TCP", "port": METRICS_PORT}]}]
+                    if cluster.metrics.enabled
+                    else []
+                ),
             ],
             "egress": [
                 {"to": [own]},

@@ -16,6 +16,7 @@ from typing import Any
 
 from redkube.kubernetes.resources import (
     CONFIG_FORMATS,
+    DEFAULT_EXPORTER_IMAGE,
     DEFAULT_IMAGE,
     FORBIDDEN_CONFIG_KEYS,
     GROUP,
@@ -98,6 +99,21 @@ class NetworkAccess:
     clients: tuple[Mapping[str, Any], ...] = ({"podSelector": {}},)
 
 
+EXPORTER_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "10m", "memory": "32Mi"},
+    "limits": {"memory": "128Mi"},
+}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """spec.metrics: the redis_exporter sidecar of every Redis Pod."""
+
+    enabled: bool = True
+    image: str = DEFAULT_EXPORTER_IMAGE
+    resources: Mapping[str, Any] = field(default_factory=lambda: dict(EXPORTER_RESOURCES))
+
+
 @dataclass(frozen=True)
 class RedisCluster:
     """What one RedisCluster object asks for."""
@@ -116,6 +132,7 @@ class RedisCluster:
     pvc_retention: str = "Retain"
     allow_disruption_without_replicas: bool = False
     network: NetworkAccess = NetworkAccess()
+    metrics: Metrics = Metrics()
 
     @property
     def family(self) -> str:
@@ -196,9 +213,9 @@ def _network(raw: Any) -> NetworkAccess:
     return NetworkAccess(enabled, tuple(dict(c) for c in clients))
 
 
-def _resources(raw: Any) -> dict[str, Any]:
+def _resources(raw: Any, where: str = "spec.resources") -> dict[str, Any]:
     if not isinstance(raw, Mapping):
-        raise SpecError("spec.resources must be an object")
+        raise SpecError(f"{where} must be an object")
     limit = (raw.get("limits") or {}).get("memory")
     if limit is not None:
         try:
@@ -207,10 +224,24 @@ def _resources(raw: Any) -> dict[str, Any]:
             valid = False
         if not valid:
             raise SpecError(
-                f"spec.resources.limits.memory must be a quantity such as 512Mi or 1.5Gi "
-                f"(got {limit!r})"
+                f"{where}.limits.memory must be a quantity such as 512Mi or 1.5Gi (got {limit!r})"
             )
     return dict(raw)
+
+
+def _metrics(raw: Any) -> Metrics:
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.metrics must be an object")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"spec.metrics.enabled must be true or false (got {enabled!r})")
+    image = raw.get("image", DEFAULT_EXPORTER_IMAGE)
+    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        raise SpecError(f"spec.metrics.image must be an image name (got {image!r})")
+    resources = raw.get("resources")
+    if resources is None:
+        return Metrics(enabled, image)
+    return Metrics(enabled, image, _resources(resources, "spec.metrics.resources"))
 
 
 def parse(obj: Mapping[str, Any]) -> RedisCluster:
@@ -285,4 +316,5 @@ def parse(obj: Mapping[str, Any]) -> RedisCluster:
         pvc_retention=retention,
         allow_disruption_without_replicas=_bool(spec, "allowDisruptionWithoutReplicas", False),
         network=_network(spec.get("networkPolicy") or {}),
+        metrics=_metrics(spec.get("metrics") or {}),
     )

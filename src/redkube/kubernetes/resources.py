@@ -35,6 +35,8 @@ CATEGORY = "redkube"
 NAME = f"{PLURAL}.{GROUP}"
 
 DEFAULT_IMAGE = "valkey/valkey:9.1"
+# The metrics sidecar of every Redis Pod (github.com/oliver006/redis_exporter).
+DEFAULT_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.74.0"
 DEFAULT_SHARDS = 3
 MAX_SHARDS = 100
 DEFAULT_REPLICAS = 1
@@ -243,7 +245,9 @@ def cel_list(values: tuple[str, ...]) -> str:
 # -- spec ----------------------------------------------------------------------------------------
 
 
-def resources_schema() -> JSON:
+def resources_schema(
+    description: str = "CPU and memory for each Redis container, as in a Pod's resources.",
+) -> JSON:
     def quantities(description: str) -> JSON:
         return {
             "type": "object",
@@ -253,7 +257,7 @@ def resources_schema() -> JSON:
         }
 
     return obj(
-        "CPU and memory for each Redis container, as in a Pod's resources.",
+        description,
         {
             "requests": quantities("Minimum resources, e.g. {cpu: 100m, memory: 256Mi}."),
             "limits": quantities("Maximum resources, e.g. {memory: 1Gi}."),
@@ -504,6 +508,22 @@ def spec_schema() -> JSON:
                             ),
                         ),
                     },
+                },
+                default={},
+            ),
+            "metrics": obj(
+                "Prometheus metrics of every node: a redis_exporter sidecar in each Redis Pod,"
+                " serving port 9121 (named `metrics`) with the cluster's credentials (from the"
+                " Secret, never in its arguments). Turning it on or off rolls the Pods.",
+                {
+                    "enabled": boolean("Run the sidecar.", True),
+                    "image": string(
+                        "The exporter's image.", max_length=512, default=DEFAULT_EXPORTER_IMAGE
+                    ),
+                    "resources": resources_schema(
+                        "CPU and memory of the sidecar; default requests {cpu: 10m, memory:"
+                        " 32Mi}, limits {memory: 128Mi}."
+                    ),
                 },
                 default={},
             ),

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from redkube.kubernetes.building import (
     CLUSTER_LABEL,
+    EXPORTER_CONTAINER,
     REDIS_PORT,
     REVISION_ANNOTATION,
+    SERVER_CONTAINER,
     SHARD_LABEL,
     ZONE_LABEL,
 )
@@ -40,10 +42,15 @@ def pod_state(pod: JSON) -> MemberState:
     status = pod.get("status") or {}
     if not status.get("podIP"):
         return MemberState.STOPPED
-    containers = status.get("containerStatuses") or []
-    if not containers:
+    # The server's container, whatever the sidecars do (the kubelet lists them by name).
+    server = [
+        container
+        for container in status.get("containerStatuses") or []
+        if container.get("name") == SERVER_CONTAINER
+    ]
+    if not server:
         return MemberState.STOPPED
-    state = containers[0].get("state") or {}
+    state = server[0].get("state") or {}
     if "running" in state:
         return MemberState.RUNNING
     if (state.get("waiting") or {}).get("reason") in BACKING_OFF:
@@ -79,13 +86,20 @@ def pod_problem(pod: JSON) -> str | None:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             reason = condition.get("reason") or "NotScheduled"
             return f"{name} {reason}: {condition.get('message', '')}".strip()
-    for container in status.get("containerStatuses") or []:
+    # The server's container first: its problem is the one that matters.
+    statuses = status.get("containerStatuses") or []
+    for container in sorted(statuses, key=lambda c: c.get("name") != SERVER_CONTAINER):
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         if not reason or reason == "ContainerCreating":
             continue
         terminated = (container.get("lastState") or {}).get("terminated") or {}
         exited = f" (last exit code {terminated['exitCode']})" if "exitCode" in terminated else ""
+        if container.get("name") == EXPORTER_CONTAINER:
+            return (
+                f"{name}'s metrics sidecar {reason}{exited}: {waiting.get('message', '')}"
+                .strip().rstrip(":") + "; the node serves without its metrics"
+            )  # fmt: skip
         problem = f"{name} {reason}{exited}: {waiting.get('message', '')}".strip().rstrip(":")
         said = last_words(str(terminated.get("message") or ""))
         return f"{problem}; the server said: {said}" if said else problem
