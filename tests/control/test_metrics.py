@@ -99,6 +99,13 @@ def test_a_master_that_died_and_one_failed_over_by_someone_else() -> None:
     assert failovers(metrics, "external") == 1
 
 
+def test_the_standard_process_metrics_are_served_too() -> None:
+    metrics, other = LoopMetrics(), LoopMetrics()  # one registry each: no clash
+    assert (sample(metrics, "process_resident_memory_bytes") or 0) > 0
+    assert (sample(other, "process_cpu_seconds_total") or 0) > 0
+    assert b"python_info" in metrics.exposition()
+
+
 def test_gone_nodes_and_deleted_clusters_leave_no_samples() -> None:
     metrics = LoopMetrics()
     record(metrics, Cluster.healthy(3, 1))

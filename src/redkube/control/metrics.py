@@ -13,7 +13,15 @@ import time
 from collections.abc import Iterable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+)
 from prometheus_client.exposition import generate_latest
 
 from redkube.control.statuses import Phase
@@ -73,6 +81,9 @@ def failover_reason(step: Failover) -> str:
 class LoopMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The standard process metrics (CPU, memory, open files), Python's GC and version.
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(standard)
 
         def gauge(name: str, text: str, labels: Iterable[str] = CLUSTER) -> Gauge:
             return Gauge(name, text, list(labels), registry=self.registry)
