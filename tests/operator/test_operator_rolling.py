@@ -48,18 +48,20 @@ spec:
   config: %(config)s
   resources: %(resources)s
   updateStrategy: {paused: %(paused)s}
+  metrics: {enabled: %(metrics)s}
 """
 
 
 def manifest(
     image: str, config: dict[str, Any] | None = None, resources: JSON | None = None,
-    paused: bool = False,
+    paused: bool = False, metrics: bool = True,
 ) -> str:  # fmt: skip
     return CLUSTER % {
         "image": image,
         "config": json.dumps(config or {}),
         "resources": json.dumps(resources or {}),
         "paused": json.dumps(paused),
+        "metrics": json.dumps(metrics),
     }
 
 
@@ -115,7 +117,8 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
     control_plane: ControlPlane, operator: Path, namespace: str, valkey_9_0: str
 ) -> None:
     cp = control_plane
-    apply(cp, namespace, manifest("valkey/valkey:9.0"))
+    # Metrics off until the last roll, which turns them on.
+    apply(cp, namespace, manifest("valkey/valkey:9.0", metrics=False))
     eventually(lambda: rolled(cp, namespace), "Ready on one revision", 180)
     pw = password(cp, namespace)
     assert versions(cp, namespace, pw) == {"9.0.0"}
@@ -125,7 +128,7 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
     # A version change: every Pod restarts, replicas first, masters after a failover.
     before = uids(cp, namespace)
     with Load(cluster_client(cp, namespace, pw), Connector(cp, namespace, pw), 400) as load:
-        apply(cp, namespace, manifest("valkey/valkey:9.1"))
+        apply(cp, namespace, manifest("valkey/valkey:9.1", metrics=False))
         eventually(lambda: status(cp, namespace).get("phase") == "Updating", "Updating", 30)
         eventually(lambda: rolled(cp, namespace), "every Pod on the new revision", 400)
     with cluster_client(cp, namespace, pw) as client:
@@ -140,7 +143,8 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
 
     # A live setting: CONFIG SET everywhere, no Pod restarted.
     before = uids(cp, namespace)
-    apply(cp, namespace, manifest("valkey/valkey:9.1", {"maxmemory-policy": "allkeys-lru"}))
+    apply(cp, namespace, manifest("valkey/valkey:9.1", {"maxmemory-policy": "allkeys-lru"},
+                                  metrics=False))  # fmt: skip
     eventually(
         lambda: config_everywhere(cp, namespace, pw, "maxmemory-policy") == {"allkeys-lru"},
         "maxmemory-policy on every Pod",
@@ -149,7 +153,9 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
     eventually(lambda: rolled(cp, namespace), "Ready", 60)
     assert uids(cp, namespace) == before
 
-    # A setting a running server cannot take, and container resources: a roll.
+    # A setting a running server cannot take, container resources, and the metrics sidecar
+    # turned on: a roll.
+    assert all(len(p["spec"]["containers"]) == 1 for p in running_pods(cp, namespace).values())
     resources = {"requests": {"memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     config = {"maxmemory-policy": "allkeys-lru", "databases": 4}
     with Load(cluster_client(cp, namespace, pw), Connector(cp, namespace, pw), 400) as load:
@@ -161,6 +167,7 @@ def test_valkey_9_0_to_9_1_then_live_and_restart_settings_under_load(
     assert config_everywhere(cp, namespace, pw, "databases") == {"4"}
     for pod in running_pods(cp, namespace).values():
         assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["server", "metrics"]
     assert_whole(cp, namespace, pw, written)
 
 
