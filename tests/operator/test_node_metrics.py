@@ -1,7 +1,8 @@
 """Every Redis Pod's redis_exporter sidecar, and the operator, scraped by a real Prometheus that
 finds the Pods the way the chart's nodes PodMonitor tells the Prometheus Operator to (Kubernetes
 service discovery, the PodMonitor's own relabelings): every dashboard query and alert expression
-answers; a replica link held down fires its alert and the alert resolves; a master's Pod deleted
+answers; an exporter with the wrong password alerts as an exporter error while the cluster stays
+Ready; a replica link held down fires its alert and the alert resolves; a master's Pod deleted
 counts one failover with its reason. A sidecar whose image cannot be pulled leaves the cluster
 Ready, and the status says so."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from tests.observability.prometheus import (
     assert_dashboard_queries_answer,
     running_prometheus,
 )
-from tests.operator.conftest import metrics_url
+from tests.operator.conftest import free_port, metrics_url
 from tests.operator.test_kubectl_workflow import password, roles, running_pods, status
 from tests.testbed.kube import JSON, apply, eventually, pods, redis_cli
 
+# The sidecar image's binary (scripts/build-redis-exporter.sh), run beside the Pods.
+EXPORTER = Path.home() / ".cache/redkube/bin/redis-exporter-v1.74.0/redis_exporter"
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
 kind: RedisCluster
@@ -124,79 +128,112 @@ def test_prometheus_scrapes_every_nodes_sidecar_and_the_operator(
 
     cluster = f"{namespace}/shop"
     operator_target = metrics_url(operator).removeprefix("http://").removesuffix("/metrics")
+    # The sidecar's exporter with the wrong password, beside the Pods, aimed at shop-0-0: an
+    # exporter error, never a Redis outage.
+    wrong_port = free_port()
+    wrong = subprocess.Popen(
+        [str(EXPORTER)],
+        env={"REDIS_ADDR": f"redis://{listed['shop-0-0']['status']['podIP']}:6379",
+             "REDIS_PASSWORD": "not-the-password",
+             "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{wrong_port}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(quick_alerts(tmp_path))],
         "scrape_configs": [
             node_scrape_config(helm, tmp_path, cp.kubeconfig),
             {"job_name": "redkube-operator", "static_configs": [{"targets": [operator_target]}]},
+            {"job_name": "wrong-credentials", "static_configs": [{
+                "targets": [f"127.0.0.1:{wrong_port}"],
+                "labels": {"cluster": cluster, "node": "wrong-credentials"}}]},
         ],
-    }
-    with running_prometheus(tmp_path, yaml.safe_dump(config)) as prometheus:
-        up = f'redis_up{{cluster="{cluster}"}}'
-        eventually(
-            lambda: len([v for _, v in prometheus.query(up) if v == 1]) == 6,
-            "6 sidecars scraped, each reading its node",
-            90,
-        )
-        labelled = {(s["node"], s["shard"]) for s, _ in prometheus.query(up)}
-        assert labelled == {(name, name.split("-")[1]) for name in listed}, labelled
-        # Enough scrapes of the operator for rates over them (increase() needs two samples).
-        phase = f'redkube_cluster_phase{{cluster="{cluster}",phase="Ready"}}'
-        eventually(
-            lambda: (prometheus.value(f"count_over_time({phase}[1m])") or 0) >= 5,
-            "5 scrapes of the operator's series",
-            60,
-        )
-        assert prometheus.value(phase) == 1
-        eventually(
-            lambda: len(prometheus.query(f'redis_master_link_up{{cluster="{cluster}"}}')) == 3,
-            "the replicas' link series",
-            60,
-        )
-        assert_dashboard_queries_answer(prometheus, cluster, exporters=True)
-        for group in yaml.safe_load(ALERTS.read_text())["groups"]:
-            for rule in group["rules"]:
-                prometheus.query(rule["expr"])  # evaluates (an error fails the query)
-        assert firing(prometheus, cluster) == []
+    }  # fmt: skip
+    try:
+        with running_prometheus(tmp_path, yaml.safe_dump(config)) as prometheus:
+            check_metrics_alerts_and_failovers(cp, namespace, cluster, listed, prometheus)
+    finally:
+        wrong.terminate()
+        wrong.wait(timeout=10)
 
-        # A replica's link held down: a wrong masterauth, its link to the master cut.
-        replica = next(name for name, role in roles(cp, namespace, pw).items() if role == "slave")
-        replica_ip = listed[replica]["status"]["podIP"]
-        assert redis_cli(replica_ip, pw, "config", "set", "masterauth", "not-the-password") == "OK"
-        redis_cli(replica_ip, pw, "client", "kill", "type", "master")
-        eventually(
-            lambda: any(
-                a["alertname"] == "RedkubeReplicaLinkDown" and a["node"] == replica
-                for a in firing(prometheus, cluster)
-            ),
-            f"RedkubeReplicaLinkDown firing for {replica}",
-            120,
-        )
-        assert redis_cli(replica_ip, pw, "config", "set", "masterauth", pw) == "OK"
-        eventually(
-            lambda: not any(a["alertname"] == "RedkubeReplicaLinkDown"
-                            for a in firing(prometheus, cluster)),
-            "RedkubeReplicaLinkDown resolved",
-            120,
-        )  # fmt: skip
 
-        # A master's Pod deleted: its preStop hook hands the role over; the operator counts it.
-        failovers = f'redkube_failovers_total{{cluster="{cluster}"}}'
-        assert prometheus.query(failovers) == []
-        master = next(name for name, role in roles(cp, namespace, pw).items() if role == "master")
-        cp.kubectl("delete", "pod", "-n", namespace, master, "--wait=false")
-        eventually(
-            lambda: prometheus.value(f'{failovers[:-1]},reason="pod_deleted"}}') == 1,
-            "one failover counted, reason pod_deleted",
-            180,
-        )
-        eventually(lambda: ready(cp, namespace), "Ready with 6/6 nodes again", 240)
-        counted = {s["reason"]: v for s, v in prometheus.query(failovers)}
-        # Once back, the deleted master's shard may be failed over again to spread the masters.
-        assert counted.get("pod_deleted") == 1 and set(counted) <= {"pod_deleted", "spreading"}, (
-            counted
-        )
+def check_metrics_alerts_and_failovers(
+    cp: ControlPlane, namespace: str, cluster: str, listed: dict[str, JSON], prometheus: Prometheus
+) -> None:
+    pw = password(cp, namespace)
+    up = f'redis_up{{cluster="{cluster}",job="redis-nodes"}}'
+    eventually(
+        lambda: len([v for _, v in prometheus.query(up) if v == 1]) == 6,
+        "6 sidecars scraped, each reading its node",
+        90,
+    )
+    labelled = {(s["node"], s["shard"]) for s, _ in prometheus.query(up)}
+    assert labelled == {(name, name.split("-")[1]) for name in listed}, labelled
+    # Enough scrapes of the operator for rates over them (increase() needs two samples).
+    phase = f'redkube_cluster_phase{{cluster="{cluster}",phase="Ready"}}'
+    eventually(
+        lambda: (prometheus.value(f"count_over_time({phase}[1m])") or 0) >= 5,
+        "5 scrapes of the operator's series",
+        60,
+    )
+    assert prometheus.value(phase) == 1
+    eventually(
+        lambda: len(prometheus.query(f'redis_master_link_up{{cluster="{cluster}"}}')) == 3,
+        "the replicas' link series",
+        60,
+    )
+    assert_dashboard_queries_answer(prometheus, cluster, exporters=True)
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            prometheus.query(rule["expr"])  # evaluates (an error fails the query)
+    # Only the exporter with the wrong password alerts; the cluster stays Ready.
+    eventually(
+        lambda: (
+            [a["alertname"] for a in firing(prometheus, cluster)]
+            == ["RedkubeExporterCannotReadNode"]
+        ),
+        "RedkubeExporterCannotReadNode firing for the wrong credentials, nothing else",
+        60,
+    )
+    assert [a["node"] for a in firing(prometheus, cluster)] == ["wrong-credentials"]
+    assert prometheus.value(f'redis_up{{cluster="{cluster}",node="wrong-credentials"}}') == 0
+    assert prometheus.value(phase) == 1 and ready(cp, namespace)
+
+    # A replica's link held down: a wrong masterauth, its link to the master cut.
+    replica = next(name for name, role in roles(cp, namespace, pw).items() if role == "slave")
+    replica_ip = listed[replica]["status"]["podIP"]
+    assert redis_cli(replica_ip, pw, "config", "set", "masterauth", "not-the-password") == "OK"
+    redis_cli(replica_ip, pw, "client", "kill", "type", "master")
+    eventually(
+        lambda: any(
+            a["alertname"] == "RedkubeReplicaLinkDown" and a["node"] == replica
+            for a in firing(prometheus, cluster)
+        ),
+        f"RedkubeReplicaLinkDown firing for {replica}",
+        120,
+    )
+    assert redis_cli(replica_ip, pw, "config", "set", "masterauth", pw) == "OK"
+    eventually(
+        lambda: not any(a["alertname"] == "RedkubeReplicaLinkDown"
+                        for a in firing(prometheus, cluster)),
+        "RedkubeReplicaLinkDown resolved",
+        120,
+    )  # fmt: skip
+
+    # A master's Pod deleted: its preStop hook hands the role over; the operator counts it.
+    failovers = f'redkube_failovers_total{{cluster="{cluster}"}}'
+    assert prometheus.query(failovers) == []
+    master = next(name for name, role in roles(cp, namespace, pw).items() if role == "master")
+    cp.kubectl("delete", "pod", "-n", namespace, master, "--wait=false")
+    eventually(
+        lambda: prometheus.value(f'{failovers[:-1]},reason="pod_deleted"}}') == 1,
+        "one failover counted, reason pod_deleted",
+        180,
+    )
+    eventually(lambda: ready(cp, namespace), "Ready with 6/6 nodes again", 240)
+    counted = {s["reason"]: v for s, v in prometheus.query(failovers)}
+    # Once back, the deleted master's shard may be failed over again to spread the masters.
+    assert counted.get("pod_deleted") == 1 and set(counted) <= {"pod_deleted", "spreading"}, counted
 
 
 @pytest.mark.timeout(420)
