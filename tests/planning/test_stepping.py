@@ -30,6 +30,7 @@ from redkube.model.members import FailureDomain, MemberState
 from redkube.model.slots import ALL_SLOTS, SlotRange, slots_of
 from redkube.planning.allocating import allocate_slots
 from redkube.planning.assessing import assess, claimed_slots
+from redkube.planning.reshaping import move_slots, repair_open_slots
 from redkube.planning.stepping import next_step, reset_foreign_nodes, wait_for_stale_nodes
 from tests.planning.builders import Cluster, Node, ordered_pairs
 from tests.planning.simulation import apply, majority_alive, run, size
@@ -209,6 +210,27 @@ def test_an_importer_that_sees_the_slot_unserved_is_told_its_owner_before_the_mo
     step = step_of(cluster)
     assert isinstance(step, MoveSlots)
     assert [(m.source, m.target) for m in step.moves] == [(owner.address, target.address)]
+
+
+def test_no_slot_moves_while_two_masters_share_a_config_epoch() -> None:
+    """The servers give one of them a new highest epoch at a time of their choosing: a source
+    that did so mid-move would win its slots back from the target, which drops their keys."""
+    cluster = Cluster.healthy(3, 0)
+    first, second, empty = cluster.node(0, 0), cluster.node(1, 0), cluster.node(2, 0)
+    first.slots, empty.slots = first.slots | empty.slots, frozenset()  # shard 2 to fill
+    empty.keys = 0
+    assert isinstance(move_slots(cluster.spec(), cluster.observe()), MoveSlots)
+    second.epoch = first.epoch
+    step = move_slots(cluster.spec(), cluster.observe())
+    assert isinstance(step, Wait), step
+    assert f"demo-0-0, demo-1-0 share config epoch {first.epoch}" in step.reason
+    # An open slot is finished only then, too.
+    first.migrating = {42: second.node_id}
+    second.importing = {42: first.node_id}
+    second.slot_keys = {42: 3}
+    assert isinstance(repair_open_slots(cluster.spec(), cluster.observe()), Wait)
+    second.epoch = 7  # what the servers do
+    assert isinstance(repair_open_slots(cluster.spec(), cluster.observe()), MoveSlots)
 
 
 def test_an_open_slot_with_keys_on_two_other_masters_is_refused_with_a_reason() -> None:

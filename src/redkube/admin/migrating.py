@@ -10,8 +10,9 @@ left the slots with the source).
 - Classic (Redis 7, Valkey before 9): ``SETSLOT IMPORTING`` on the target, ``MIGRATING`` on the
   source, then per slot ``GETKEYSINSLOT`` and ``MIGRATE ... KEYS`` (without REPLACE: a key already
   on the target is an error first, handled below), then ``SETSLOT NODE`` on the target, the source
-  and the other masters. Every step is pipelined over all slots of the batch: Redis writes
-  nodes.conf once per event loop turn, not once per slot.
+  and the other masters, one target at a time, each target first knowing the cluster's highest
+  config epoch (see ``_assign``). Every step is pipelined over all slots of the batch: Redis
+  writes nodes.conf once per event loop turn, not once per slot.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from redis.exceptions import ResponseError
 
 from redkube.admin.connections import AdminError, ClientPool, NodeClient
+from redkube.admin.replies import parse_info
 from redkube.model.actions import CloseSlots, MoveSlots, SlotMove, TellOwner
 from redkube.model.addresses import Address
 from redkube.model.slots import SlotRange
@@ -36,6 +38,8 @@ CLASSIC_MOVE_PER_SLOT_S = 0.02  # then the loop observes again (the job goes on;
 POLL_S = 0.005
 TERMINAL_STATES = frozenset({"success", "failed", "cancelled"})
 KEYS_NAMED = 3  # in the Event about copies that differed
+EPOCH_WAIT_S = 15.0  # for a target to hear of the highest config epoch (gossip, node timeout/2)
+EPOCH_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,15 @@ class Moved:
 
 async def move_slots(action: MoveSlots, masters: Sequence[Address], pool: ClientPool) -> Moved:
     """Run one batch of moves at once."""
-    move = _move_atomic if action.atomic else _move_classic
+    if not action.atomic:
+        return await _move_classic(action.moves, masters, pool)
     results = await asyncio.gather(
-        *(move(m, masters, pool) for m in action.moves), return_exceptions=True
+        *(_move_atomic(m, masters, pool) for m in action.moves), return_exceptions=True
     )
+    return _summed(results)
+
+
+def _summed(results: Sequence[Moved | BaseException]) -> Moved:
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         if not all(isinstance(e, Exception) for e in errors):
@@ -71,22 +80,41 @@ def _raise_errors(address: Address, what: str, replies: list[object], allowed: s
             raise AdminError(f"{address}: {what}: {reply}")
 
 
-async def _move_classic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> Moved:
-    """One move, bounded in time: a server that stalls (a MIGRATE waiting on its target) turns
+async def _move_classic(
+    moves: Sequence[SlotMove], masters: Sequence[Address], pool: ClientPool
+) -> Moved:
+    """A batch, bounded in time: a server that stalls (a MIGRATE waiting on its target) turns
     into an error the loop reports, and the next pass finishes or rolls back the open slots."""
-    limit = CLASSIC_MOVE_S + CLASSIC_MOVE_PER_SLOT_S * move.slots
+    slots = sum(m.slots for m in moves)
+    limit = CLASSIC_MOVE_S + CLASSIC_MOVE_PER_SLOT_S * slots + EPOCH_WAIT_S * len(moves)
     try:
-        return await asyncio.wait_for(_move_classic_unbounded(move, masters, pool), limit)
+        return await asyncio.wait_for(_move_classic_unbounded(moves, masters, pool), limit)
     except TimeoutError as error:
         raise AdminError(
-            f"{move.source}: moving {move.slots} slots to {move.target} did not finish within "
-            f"{limit:.0f}s; the next pass finishes or rolls back the slots left open"
+            f"moving {slots} slots did not finish within {limit:.0f}s; the next pass finishes "
+            "or rolls back the slots left open"
         ) from error
 
 
 async def _move_classic_unbounded(
-    move: SlotMove, masters: Sequence[Address], pool: ClientPool
+    moves: Sequence[SlotMove], masters: Sequence[Address], pool: ClientPool
 ) -> Moved:
+    """The keys of every move at once; then the slots' owners, one target after the other,
+    each target first knowing the highest config epoch in the cluster, so that taking the slots
+    gives it a new highest epoch of its own (see ``_assign``)."""
+    migrated = await asyncio.gather(*(_open_and_migrate(m, pool) for m in moves),
+                                    return_exceptions=True)  # fmt: skip
+    ready = [m for m, r in zip(moves, migrated, strict=True) if isinstance(r, Moved)]
+    assigned: list[Moved | BaseException] = list(migrated)
+    for target in dict.fromkeys(m.target for m in ready):
+        try:
+            await _assign([m for m in ready if m.target == target], masters, pool)
+        except Exception as error:  # the others still get their owner; reported below
+            assigned.append(error)
+    return _summed(assigned)
+
+
+async def _open_and_migrate(move: SlotMove, pool: ClientPool) -> Moved:
     source = pool.migration_client(move.source)
     target = pool.migration_client(move.target)
     slots = _slots(move.ranges)
@@ -100,9 +128,7 @@ async def _move_classic_unbounded(
     )
     _raise_errors(move.source, "SETSLOT MIGRATING", replies, allowed="not the owner")
     keys = pool.key_client(move.source), pool.key_client(move.target)
-    moved = await _migrate_keys(*keys, slots, pool.password)
-    await _assign(move, slots, masters, pool)
-    return moved
+    return await _migrate_keys(*keys, slots, pool.password)
 
 
 async def _migrate_keys(
@@ -182,26 +208,57 @@ async def _replace_copies(
     return len(both), note
 
 
-async def _assign(
-    move: SlotMove, slots: list[int], masters: Sequence[Address], pool: ClientPool
-) -> None:
-    """SETSLOT NODE on the target first (it owns them, and bumps its epoch), then at once the
-    source (which refuses while it still holds a key) and every other master (a hint; gossip
-    settles them anyway, so their errors do not count)."""
+async def _assign(moves: Sequence[SlotMove], masters: Sequence[Address], pool: ClientPool) -> None:
+    """The slots of ``moves`` (all into one target) to their target: SETSLOT NODE on the target
+    first (it owns them, and takes a new epoch), then at once each source (which refuses while
+    it still holds a key) and every other master (a hint; gossip settles them anyway, so their
+    errors do not count).
 
-    def assign(address: Address) -> Awaitable[list[object]]:
+    Before that, the target must know the highest config epoch any master has: SETSLOT NODE
+    gives it its current epoch + 1, the highest of all, only then. Were it lower than a source's
+    (a source that took a new epoch meanwhile, the target not yet told), the source's gossip
+    would win the slots back and the target would drop the keys it just received: Redis deletes
+    the keys of a slot it loses to a newer epoch."""
+    target = moves[0].target
+    await _knows_highest_epoch(target, masters, pool)
+
+    def assign(address: Address, move: SlotMove) -> Awaitable[list[object]]:
         return pool.migration_client(address).pipeline(
-            ("CLUSTER", "SETSLOT", s, "NODE", move.target_id) for s in slots
+            ("CLUSTER", "SETSLOT", s, "NODE", move.target_id) for s in _slots(move.ranges)
         )
 
-    _raise_errors(move.target, "SETSLOT NODE", await assign(move.target))
-    others = [a for a in masters if a not in (move.source, move.target)]
-    replies, *_ = await asyncio.gather(
-        assign(move.source), *(assign(a) for a in others), return_exceptions=True
-    )
-    if isinstance(replies, BaseException):
-        raise replies
-    _raise_errors(move.source, "SETSLOT NODE", replies)
+    for move in moves:
+        _raise_errors(target, "SETSLOT NODE", await assign(target, move))
+    for move in moves:
+        others = [a for a in masters if a not in (move.source, move.target)]
+        replies, *_ = await asyncio.gather(
+            assign(move.source, move), *(assign(a, move) for a in others), return_exceptions=True
+        )
+        if isinstance(replies, BaseException):
+            raise replies
+        _raise_errors(move.source, "SETSLOT NODE", replies)
+
+
+async def _epochs(address: Address, pool: ClientPool) -> tuple[int, int]:
+    """A node's (config epoch, current epoch), from CLUSTER INFO."""
+    info = parse_info(await pool.migration_client(address).text("CLUSTER", "INFO"))
+    return int(info.get("cluster_my_epoch", 0)), int(info.get("cluster_current_epoch", 0))
+
+
+async def _knows_highest_epoch(
+    target: Address, masters: Sequence[Address], pool: ClientPool
+) -> None:
+    """Until the target's current epoch reaches every master's config epoch (gossip brings it;
+    bounded by EPOCH_WAIT_S)."""
+    deadline = time.monotonic() + EPOCH_WAIT_S
+    highest = max([(await _epochs(a, pool))[0] for a in masters if a != target], default=0)
+    while (await _epochs(target, pool))[1] < highest:
+        if time.monotonic() > deadline:
+            raise AdminError(
+                f"{target} did not learn the cluster's highest config epoch ({highest}) within "
+                f"{EPOCH_WAIT_S:.0f}s; its slots stay open and the next pass goes on"
+            )
+        await asyncio.sleep(EPOCH_POLL_S)
 
 
 async def _move_atomic(move: SlotMove, masters: Sequence[Address], pool: ClientPool) -> Moved:

@@ -73,6 +73,8 @@ def repair_open_slots(spec: ClusterSpec, observation: Observation) -> Step:
         (address, owner_id), slots = min(stale.items())
         return TellOwner(address, owner_id, tuple(slots))
     if forward:
+        if (collision := _epoch_collision(observation)) is not None:
+            return collision
         moves = tuple(
             SlotMove(
                 masters[o].address,
@@ -153,6 +155,9 @@ def move_slots(spec: ClusterSpec, observation: Observation) -> Step:
     refusal = _capacity_refusal(spec, observation, plan)
     if refusal is not None:
         return refusal
+    collision = _epoch_collision(observation)
+    if collision is not None:
+        return collision
     masters = _masters(observation)
     atomic = all(m.atomic_migration for m in masters)
     # Every move at once: each slot is in one move only, and a source or target busy with two
@@ -170,6 +175,27 @@ def move_slots(spec: ClusterSpec, observation: Observation) -> Step:
     )
     remaining = sum(m.slots for m in plan) - sum(m.slots for m in batch)
     return MoveSlots(moves, atomic, remaining, tuple(m.address for m in masters))
+
+
+def _epoch_collision(observation: Observation) -> Step:
+    """Two masters with the same config epoch: the servers settle it by giving the one with the
+    lower node ID a new, highest epoch, at a time of their choosing. A source that takes a new
+    highest epoch while a move hands its slots over would win them back from the target, and the
+    target would drop the keys it received (Redis deletes the keys of a slot it loses to a newer
+    epoch). So no slot moves until every master's epoch is its own (epoch 0, a master that never
+    served a slot, takes a new one when it first does)."""
+    names = observation.names_by_id()
+    holders: dict[int, list[str]] = {}
+    for view in _masters(observation):
+        if view.myself.config_epoch:
+            holders.setdefault(view.myself.config_epoch, []).append(names[view.node_id])
+    for epoch, sharing in sorted(holders.items()):
+        if len(sharing) > 1:
+            return Wait(
+                f"masters {', '.join(sorted(sharing))} share config epoch {epoch}; the servers "
+                "give one of them a new epoch before slots move"
+            )
+    return None
 
 
 def _capacity_refusal(
