@@ -1,7 +1,8 @@
 """The test bed's images, built by a real builder (buildah) with no registry by
 `testbed/build-images.sh` (which `make test` runs first): the operator from the project's own
 Dockerfile (via `scripts/build-image.sh`, what `make image` runs) on a Python base made here from
-Debian's packages, and redis:7.0, valkey/valkey:9.0 and :9.1 laid out as the official images.
+Debian's packages, and redis:7.0, valkey/valkey:9.0 and :9.1 and the redis_exporter sidecar laid
+out as the official images.
 If the Dockerfile breaks, these tests break; the test bed's nodes import these very archives."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 IMAGE = os.environ.get("REDKUBE_OPERATOR_IMAGE", "localhost/redkube-operator:dev")
 CACHE = Path(os.environ.get("REDKUBE_IMAGE_CACHE", Path.home() / ".cache" / "redkube" / "images"))
+EXPORTER = "docker.io/oliver006/redis_exporter:v1.74.0"
 SERVERS = {
     "docker.io/library/redis:7.0": ("redis", "redis-server", "Redis server v=7.0."),
     "docker.io/valkey/valkey:9.0": ("valkey", "valkey-server", "server v=9.0."),
@@ -112,6 +114,7 @@ def test_every_archive_for_the_nodes_names_its_image() -> None:
             "docker.io/library/busybox:1.36",
             "registry.k8s.io/coredns/coredns:v1.15.0",
             "docker.io/rancher/local-path-provisioner:v0.0.30",
+            EXPORTER,
             *SERVERS,
         ]
     )
@@ -146,3 +149,17 @@ def test_server_images_hold_what_redkube_relies_on(server: tuple[str, str]) -> N
     # The entrypoint runs the server for options, as the official one does.
     done = run(container, "docker-entrypoint.sh", "--version", user="999")
     assert done.returncode == 0 and version in done.stdout
+
+
+def test_the_exporter_image_is_laid_out_as_the_official_one() -> None:
+    """The binary at /redis_exporter, its entrypoint; a non-root user; port 9121."""
+    config = json.loads(buildah("inspect", "--type", "image", EXPORTER))["OCIv1"]["config"]
+    assert config["Entrypoint"] == ["/redis_exporter"]
+    assert config["User"] == "59000:59000"
+    assert set(config["ExposedPorts"]) & {"9121", "9121/tcp"}
+    container = buildah("from", EXPORTER).strip()
+    try:
+        done = run(container, "/redis_exporter", "--version", user="59000")
+        assert "1.74.0" in done.stdout + done.stderr, (done.stdout, done.stderr)
+    finally:
+        buildah("rm", container)

@@ -153,7 +153,7 @@ def test_prometheus_scrapes_every_nodes_sidecar_and_the_operator(
         with running_prometheus(tmp_path, yaml.safe_dump(config)) as prometheus:
             check_metrics_alerts_and_failovers(cp, namespace, cluster, listed, prometheus)
     finally:
-        wrong.terminate()
+        wrong.kill()  # it may sit out SIGTERM while it retries its node
         wrong.wait(timeout=10)
 
 
