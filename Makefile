@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # tag = Chart.yaml appVersion), so `helm install` uses what `make image` built.
 IMAGE ?= $(shell sed -n 's/^  repository: *//p' charts/redkube/values.yaml | head -n1):$(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/redkube/Chart.yaml)
 
-.PHONY: up down status test lint bench image testbed-images testbed-binaries helm-binary scanner-binary prometheus-binary server-binaries testbed-up testbed-down clean
+.PHONY: up down status test lint bench image testbed-images testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src testbed tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint testbed-binaries helm-binary scanner-binary prometheus-binary server-binaries testbed-images
+test: $(STAMP) lint testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries testbed-images
 	@mkdir -p build
 	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
 
@@ -52,6 +52,11 @@ scanner-binary:
 # Prometheus and promtool (Go module proxy), which tests/observability scrape and check with.
 prometheus-binary:
 	PATH="$$PATH:/usr/local/go/bin" scripts/build-prometheus.sh >/dev/null
+
+# The Versity S3 gateway (scripts/build-versitygw.sh): the S3-compatible server the backup tests
+# keep backups in.
+s3-binary:
+	PATH="$$PATH:/usr/local/go/bin" scripts/build-versitygw.sh >/dev/null
 
 # The test bed's images, saved for its nodes (testbed/build-images.sh; about 2 min cold, 1 min
 # warm; needs root, buildah, mmdebstrap, gcc, busybox-static): the operator from ./Dockerfile on a

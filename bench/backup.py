@@ -2,9 +2,11 @@
 holding --megabytes of data: `redkube backup` (snapshots on the replicas, each checked by loading
 it in a scratch server) against the reference, `redis-cli --rdb` from each master in turn, in
 the same run; then `redkube restore` into as many shards and into 5 (no reference: redis-cli
-has no restore). Local files only: the S3 target is not built yet.
+has no restore). With --s3, both keep the backup in a real S3-compatible server (the Versity
+gateway, scripts/build-versitygw.sh, on loopback): the reference then uploads each file with
+boto3's upload_file, a common S3 client.
 
-Run: python bench/backup.py [--server PATH] [--megabytes 1024] [--value-bytes 1000]
+Run: python bench/backup.py [--server PATH] [--megabytes 1024] [--value-bytes 1000] [--s3]
 """
 
 from __future__ import annotations
@@ -13,23 +15,63 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import boto3
 from redis.cluster import ClusterNode, RedisCluster
 from reference import default_server
 
 POOL = "127.0.76.0/24"
 CHUNK = 5000
+VERSITYGW = Path.home() / ".cache/redkube/bin/versitygw-v1.8.0/versitygw"
+ACCESS, SECRET = "bench", "bench-secret-0123456789"
+S3_ENV: dict[str, str] = {}  # the S3 settings of redkube's runs, when --s3
+
+
+def start_s3(root: Path) -> subprocess.Popen[bytes]:
+    """The Versity gateway on a free loopback port, its posix backend in ``root``, a bucket
+    `bench`; S3_ENV says where it is."""
+    if not VERSITYGW.is_file():
+        raise SystemExit(f"{VERSITYGW} missing: run scripts/build-versitygw.sh")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [str(VERSITYGW), "--access", ACCESS, "--secret", SECRET, "--port",
+         f"127.0.0.1:{port}", "posix", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    S3_ENV.update({
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
+    })  # fmt: skip
+    for _ in range(300):
+        try:
+            s3_client().create_bucket(Bucket="bench")
+            return process
+        except Exception:  # not listening yet
+            time.sleep(0.1)
+    process.terminate()
+    raise SystemExit("versitygw did not answer")
+
+
+def s3_client() -> Any:
+    return boto3.client(
+        "s3", endpoint_url=S3_ENV["AWS_ENDPOINT_URL"], aws_access_key_id=ACCESS,
+        aws_secret_access_key=SECRET, region_name="us-east-1",
+    )  # fmt: skip
 
 
 def redkube(home: Path, *args: str) -> str:
-    env = {**os.environ, "REDKUBE_HOME": str(home), "REDKUBE_ADDRESS_POOL": POOL}
+    env = {**os.environ, **S3_ENV, "REDKUBE_HOME": str(home), "REDKUBE_ADDRESS_POOL": POOL}
     done = subprocess.run(
         [sys.executable, "-m", "redkube", *args], env=env, capture_output=True, text=True,
         check=False, timeout=3600,
@@ -66,8 +108,9 @@ def fill(home: Path, name: str, megabytes: int, value_bytes: int) -> int:
     return keys
 
 
-def reference_backup(home: Path, name: str, folder: Path) -> float:
-    """`redis-cli --rdb` from each master in turn, as the users of other operators script it."""
+def reference_backup(home: Path, name: str, folder: Path, s3: bool) -> float:
+    """`redis-cli --rdb` from each master in turn, as the users of other operators script it;
+    with ``s3``, each file then uploaded with boto3."""
     cli = shutil.which("redis-cli")
     assert cli is not None, "redis-cli (Debian redis-tools) is required"
     password = (home / name / "password").read_text().strip()
@@ -82,6 +125,10 @@ def reference_backup(home: Path, name: str, folder: Path) -> float:
             [cli, "-h", ip, "-p", "6379", "--rdb", str(folder / f"master-{number}.rdb")],
             env=env, check=True, capture_output=True, timeout=3600,
         )  # fmt: skip
+        if s3:
+            client = s3_client()
+            file = folder / f"master-{number}.rdb"
+            client.upload_file(str(file), "bench", f"reference/{file.name}")
     return time.monotonic() - started
 
 
@@ -94,23 +141,30 @@ def main() -> None:
     parser.add_argument("--server", default=default_server())
     parser.add_argument("--megabytes", type=int, default=1024)
     parser.add_argument("--value-bytes", type=int, default=1000)
+    parser.add_argument("--s3", action="store_true", help="keep the backups in S3 (versitygw)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="redkube-bench-backup-"))
     work = Path(tempfile.mkdtemp(prefix="redkube-bench-backup-files-"))
+    gateway = None
+    if args.s3:
+        (work / "s3").mkdir()
+        gateway = start_s3(work / "s3")
+    target = "s3://bench/redkube" if args.s3 else str(work / "redkube")
+    ours_files = work / "s3" / "bench" / "redkube" if args.s3 else work / "redkube"
     try:
         redkube(home, "up", "--name", "data", "--server", args.server, "--timeout", "300")
         keys = fill(home, "data", args.megabytes, args.value_bytes)
         started = time.monotonic()
-        redkube(home, "backup", "--name", "data", "--to", str(work / "redkube"))
+        redkube(home, "backup", "--name", "data", "--to", target)
         ours = time.monotonic() - started
-        theirs = reference_backup(home, "data", work / "reference")
-        ours_mb = size_of(work / "redkube") / 1024 / 1024
+        theirs = reference_backup(home, "data", work / "reference", args.s3)
+        ours_mb = size_of(ours_files) / 1024 / 1024
         theirs_mb = size_of(work / "reference") / 1024 / 1024
         restores = []
         for name, shards in (("same", 3), ("five", 5)):
             started = time.monotonic()
             redkube(
-                home, "restore", "--from", str(work / "redkube"), "--name", name,
+                home, "restore", "--from", target, "--name", name,
                 "--shards", str(shards), "--server", args.server, "--timeout", "300",
             )  # fmt: skip
             restores.append((shards, time.monotonic() - started))
@@ -122,13 +176,18 @@ def main() -> None:
                 [sys.executable, "-m", "redkube", "down", "--name", name, "--purge"],
                 env=env, check=False, capture_output=True,
             )  # fmt: skip
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{keys:,} keys, {args.server}, 3 shards x 1 replica")
+    kept = "in S3 (versitygw, loopback)" if args.s3 else "in a local directory"
+    print(f"\n{keys:,} keys, {args.server}, 3 shards x 1 replica, backups kept {kept}")
     print(f"{'':34} {'seconds':>8} {'MB/s':>8} {'keys/s':>10}")
     print(f"{'redkube backup (replicas, checked)':34} {ours:8.1f} {ours_mb / ours:8.1f} "
           f"{keys / ours:10,.0f}")  # fmt: skip
-    print(f"{'redis-cli --rdb, each master':34} {theirs:8.1f} {theirs_mb / theirs:8.1f} "
+    reference = "redis-cli --rdb + boto3 upload" if args.s3 else "redis-cli --rdb, each master"
+    print(f"{reference:34} {theirs:8.1f} {theirs_mb / theirs:8.1f} "
           f"{keys / theirs:10,.0f}")  # fmt: skip
     print(f"backup time ratio redkube / redis-cli --rdb: {ours / theirs:.2f}")
     for shards, seconds in restores:

@@ -92,7 +92,7 @@ def test_a_backup_without_its_manifest_or_with_a_damaged_file_is_never_restored(
     (unfinished / "manifest.json").unlink()  # as a backup killed before its end leaves it
 
     for where, why in ((unfinished, "no complete backup"), (damaged, "does not match")):
-        done = redkube.run("restore", "--from", str(where), "--name", "never")
+        done = redkube.run("restore", "--from", str(where), "--name", "never", "--server", server)
         assert done.returncode == 1, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and why in lines[0], done.stderr

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -23,7 +24,7 @@ from redkube.admin.connections import AdminError, ClientPool
 from redkube.admin.observing import observe
 from redkube.cli import rendering
 from redkube.cli.exits import ExitStatus, UserError
-from redkube.control.backing_up import back_up, read_manifest
+from redkube.control.backing_up import back_up, fetch_snapshots, read_manifest
 from redkube.control.daemon import spawn_supervisor
 from redkube.control.restoring import restore as restore_keys
 from redkube.control.statuses import LoopStatus, Phase
@@ -54,6 +55,7 @@ from redkube.platform.local.layout import (
 from redkube.platform.local.processes import is_our_server, stop_leftover
 from redkube.platform.local.provisioning import new_record, reshaped_record
 from redkube.platform.local.servers import Server, inspect_server, require_tls, resolve_server
+from redkube.platform.stores import Store, open_store
 
 DEFAULTS = {"shards": 3, "replicas": 1, "node_timeout_ms": 5000}
 POLL_S = 0.02
@@ -467,22 +469,22 @@ def backup(args: argparse.Namespace) -> ExitStatus:
     if supervisor_pid(layout) is None:
         raise UserError(f"cluster {args.name!r} is not running; `redkube up --name {args.name}`")
     server = inspect_server(record.server)
-    directory = Path(args.to)
+    store = open_store(args.to)
     started = time.monotonic()
     with out.status("observing the cluster", spinner="dots") as spinner:
         try:
             manifest = asyncio.run(
-                _back_up(layout, record, server, directory, args.consistent, spinner.update)
+                _back_up(layout, record, server, store, args.consistent, spinner.update)
             )
         except AdminError as error:
             raise UserError(
-                f"backup failed: {error}; {directory} holds no manifest (the backup is "
+                f"backup failed: {error}; {store.location} holds no manifest (the backup is "
                 "incomplete and never restored): run it again"
             ) from error
     seconds = time.monotonic() - started
     size = sum(s.size for s in manifest.shards)
     out.print(
-        f"[green]✔[/] backup of [bold]{record.spec.name}[/] in {directory}: "
+        f"[green]✔[/] backup of [bold]{record.spec.name}[/] in {store.location}: "
         f"{len(manifest.shards)} shards, {manifest.keys:,} keys, "
         f"{rendering.human_bytes(size)} ({seconds:.1f}s)"
     )
@@ -502,42 +504,51 @@ async def _back_up(
     layout: ClusterLayout,
     record: ClusterRecord,
     server: Server,
-    directory: Path,
+    store: Store,
     consistent: bool,
     progress: Callable[[str], None],
 ) -> BackupManifest:
     observation = await observe_record(layout, record)
-    async with admin_pool(layout, record) as pool:
-        return await back_up(
-            record.spec, server.release, server.path, observation, pool, directory, consistent,
-            progress,
-        )  # fmt: skip
+    # Each snapshot's copy waits here while it is checked and stored: beside the nodes' data.
+    with tempfile.TemporaryDirectory(dir=layout.root, prefix=".backup-") as work:
+        async with admin_pool(layout, record) as pool:
+            return await back_up(
+                record.spec, server.release, server.path, observation, pool, store, Path(work),
+                consistent, progress,
+            )  # fmt: skip
 
 
 def restore(args: argparse.Namespace, up_args: argparse.Namespace) -> ExitStatus:
-    source = Path(args.source)
-    manifest = read_manifest(source)  # before anything is created: a bad backup changes nothing
+    store = open_store(args.source)
+    manifest = read_manifest(store)  # before anything is created: a bad backup changes nothing
     if exists(args.name):
         raise UserError(f"cluster {args.name!r} exists; restore creates a new cluster")
     if (why := format_refusal(manifest.server, resolve_server(args.server))) is not None:
         raise UserError(why)
     if up_args.shards is None:
         up_args.shards = len(manifest.shards)
-    if up(up_args) != ExitStatus.SUCCESS:
-        return ExitStatus.ERROR
-    layout = ClusterLayout(state_root(), args.name)
-    record = layout.load()
-    if record.spec.tls:
-        raise UserError("restoring into a TLS cluster is not supported yet")
-    started = time.monotonic()
-    with out.status("restoring", spinner="dots") as spinner:
-        try:
-            moved = asyncio.run(_restore(layout, record, manifest, source, spinner.update))
-        except (AdminError, BackupError) as error:
-            raise UserError(
-                f"restore failed: {error}; the new cluster {args.name!r} holds part of the "
-                f"backup: `redkube down --name {args.name} --purge`, then restore again"
-            ) from error
+    root = state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".restore-") as work:
+        with out.status("fetching the backup", spinner="dots") as spinner:
+            fetch_snapshots(
+                store, manifest, Path(work), spinner.update
+            )  # checked, still nothing made
+        if up(up_args) != ExitStatus.SUCCESS:
+            return ExitStatus.ERROR
+        layout = ClusterLayout(root, args.name)
+        record = layout.load()
+        if record.spec.tls:
+            raise UserError("restoring into a TLS cluster is not supported yet")
+        started = time.monotonic()
+        with out.status("restoring", spinner="dots") as spinner:
+            try:
+                moved = asyncio.run(_restore(layout, record, manifest, Path(work), spinner.update))
+            except (AdminError, BackupError) as error:
+                raise UserError(
+                    f"restore failed: {error}; the new cluster {args.name!r} holds part of the "
+                    f"backup: `redkube down --name {args.name} --purge`, then restore again"
+                ) from error
     seconds = time.monotonic() - started
     rate = moved / seconds if seconds > 0 else 0.0
     expired = manifest.keys - moved

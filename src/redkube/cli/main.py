@@ -128,10 +128,16 @@ def build_parser() -> Parser:
 
     backup = commands.add_parser(
         "backup",
-        help="snapshot every shard (from a replica) into a directory, manifest last",
+        help="snapshot every shard (from a replica) into a directory or S3, manifest last",
     )
     backup.add_argument("--name", default=DEFAULT_NAME)
-    backup.add_argument("--to", required=True, metavar="DIR", help="a new or empty directory")
+    backup.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="a new or empty directory, or an S3 prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY as boto3 reads them)",
+    )
     backup.add_argument(
         "--consistent",
         action="store_true",
@@ -143,7 +149,7 @@ def build_parser() -> Parser:
         "restore",
         help="a new cluster from a backup, with any number of shards (keys moved by slot)",
     )
-    restore.add_argument("--from", dest="source", required=True, metavar="DIR")
+    restore.add_argument("--from", dest="source", required=True, metavar="DIR|s3://BUCKET/PREFIX")
     restore.add_argument("--name", required=True, help="the new cluster (it must not exist)")
     restore.add_argument("--shards", type=int, help="default: as many as the backup has")
     restore.add_argument("--replicas", type=int, help="replicas per shard; default 1")

@@ -1,6 +1,7 @@
 """Backups of a running local cluster: per shard a snapshot from an in-sync replica (BGSAVE
-there, so the masters keep serving), copied into the backup's directory, loaded by a scratch
-server to check it and count its keys; the manifest last.
+there, so the masters keep serving), copied aside, loaded by a scratch server to check it and
+count its keys, and kept in the store (a directory or S3-compatible object storage); the manifest
+last.
 
 Each shard's snapshot is its own point in time. With ``consistent``, writes pause on every
 master (CLIENT PAUSE WRITE) until each source replica has all its master wrote and its BGSAVE
@@ -26,6 +27,7 @@ from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
 from redkube.planning.snapshots import SnapshotSource, snapshot_sources
 from redkube.platform.local.scratch import ScratchServer
+from redkube.platform.stores import Store
 
 SAVE_TIMEOUT_S = 600.0
 LOAD_TIMEOUT_S = 600.0
@@ -39,13 +41,15 @@ async def back_up(
     binary: str,
     observation: Observation,
     pool: ClientPool,
-    directory: Path,
+    store: Store,
+    work: Path,
     consistent: bool,
     progress: Callable[[str], None],
 ) -> BackupManifest:
-    if (directory / MANIFEST).exists():
-        raise BackupError(f"{directory} already holds a backup; choose another directory")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """``work``: a local directory for each snapshot's copy while it is checked and stored."""
+    store.check()
+    if store.size(MANIFEST) is not None:
+        raise BackupError(f"{store.location} already holds a backup; choose another place")
     sources = snapshot_sources(spec, observation)
     started = time.time()
     paused_ms = 0.0
@@ -61,11 +65,11 @@ async def back_up(
         before, at = begun[source.shard]
         progress(f"shard {source.shard}: snapshot on {source.node} ({source.role})")
         await finish_save(client, before, SAVE_TIMEOUT_S)
-        snapshots.append(await _keep(source, client, directory, binary, at, progress))
+        snapshots.append(await _keep(source, client, store, work, binary, at, progress))
     manifest = BackupManifest(
         spec.name, server, tuple(snapshots), started, time.time(), consistent, paused_ms
     )
-    _write_last(directory / MANIFEST, manifest)
+    store.write_text(MANIFEST, json.dumps(manifest.to_json(), indent=2) + "\n")
     return manifest
 
 
@@ -123,27 +127,33 @@ async def _caught_up(replica: NodeClient, master: NodeClient) -> None:
 async def _keep(
     source: SnapshotSource,
     client: NodeClient,
-    directory: Path,
+    store: Store,
+    work: Path,
     binary: str,
     started: float,
     progress: Callable[[str], None],
 ) -> ShardSnapshot:
-    """Copy the node's snapshot into the backup (under a temporary name, renamed when whole),
-    then load the copy in a scratch server to check it and count its keys."""
+    """Copy the node's snapshot aside (the node may write a new one meanwhile), load the copy in
+    a scratch server to check it and count its keys, then keep it in the store."""
     name = f"shard-{source.shard}.rdb"
-    partial = directory / f".{name}.partial"
-    shutil.copyfile(await rdb_path(client), partial)
-    os.chmod(partial, 0o600)  # the data itself: for its owner only
-    digest = _sha256(partial)
-    os.replace(partial, directory / name)
-    progress(f"shard {source.shard}: checking the snapshot in a scratch server")
-    keys = await count_keys(binary, directory / name)
+    local = work / name
+    shutil.copyfile(await rdb_path(client), local)
+    os.chmod(local, 0o600)  # the data itself: for its owner only
+    try:
+        digest = _sha256(local)
+        size = local.stat().st_size
+        progress(f"shard {source.shard}: checking the snapshot in a scratch server")
+        keys = await count_keys(binary, local)
+        progress(f"shard {source.shard}: storing {size:,} bytes in {store.location}")
+        store.put(name, local)
+    finally:
+        local.unlink(missing_ok=True)
     return ShardSnapshot(
         shard=source.shard,
         slots=source.slots,
         file=name,
         keys=keys,
-        size=(directory / name).stat().st_size,
+        size=size,
         sha256=digest,
         node=source.node,
         role=source.role,
@@ -191,28 +201,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_last(path: Path, manifest: BackupManifest) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
-    os.chmod(partial, 0o600)
-    os.replace(partial, path)
-
-
-def read_manifest(directory: Path) -> BackupManifest:
-    """The manifest of a complete backup whose files are all there and whole."""
-    path = directory / MANIFEST
-    if not path.is_file():
+def read_manifest(store: Store) -> BackupManifest:
+    """The manifest of a complete backup whose files are all there, at their size."""
+    text = store.read_text(MANIFEST)
+    if text is None:
         raise BackupError(
-            f"{directory} holds no complete backup (no {MANIFEST}: the backup did not finish)"
+            f"{store.location} holds no complete backup (no {MANIFEST}: the backup did not finish)"
         )
     try:
-        manifest = BackupManifest.from_json(json.loads(path.read_text()))
+        manifest = BackupManifest.from_json(json.loads(text))
     except ValueError as error:
-        raise BackupError(f"{path} is not valid JSON ({error})") from error
+        raise BackupError(f"the {MANIFEST} of {store.location} is not valid ({error})") from error
     for snapshot in manifest.shards:
-        file = directory / snapshot.file
-        if not file.is_file():
-            raise BackupError(f"{file} is missing: the backup is incomplete")
-        if file.stat().st_size != snapshot.size or _sha256(file) != snapshot.sha256:
-            raise BackupError(f"{file} does not match its checksum: the backup is damaged")
+        size = store.size(snapshot.file)
+        if size is None:
+            raise BackupError(f"{snapshot.file} is missing: the backup is incomplete")
+        if size != snapshot.size:
+            raise BackupError(f"{snapshot.file} does not match its size: the backup is damaged")
     return manifest
+
+
+def fetch_snapshots(
+    store: Store, manifest: BackupManifest, work: Path, progress: Callable[[str], None]
+) -> None:
+    """Every snapshot of the backup into ``work``, each checked against its sha256."""
+    for snapshot in manifest.shards:
+        local = work / snapshot.file
+        progress(f"fetching {snapshot.file} ({snapshot.size:,} bytes) from {store.location}")
+        store.fetch(snapshot.file, local)
+        if local.stat().st_size != snapshot.size or _sha256(local) != snapshot.sha256:
+            raise BackupError(f"{snapshot.file} does not match its checksum: the backup is damaged")
