@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from tests.backups.test_local_backups import master_keys
 from tests.checks import redis_cli_check
 from tests.clusters import LocalCluster, Redkube
 from tests.datasets import assert_same_data, dumps, fill_every_type
+from tests.operator.conftest import free_port
 
 VERSION = "v1.8.0"  # scripts/build-versitygw.sh
 ACCESS, SECRET = "redkube-test", "not-a-real-secret-0123456789"
@@ -58,13 +58,6 @@ def versitygw() -> Path:
     if not found.is_file():
         pytest.fail(f"{found} missing: run scripts/build-versitygw.sh (make s3-binary)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

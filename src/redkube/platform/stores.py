@@ -162,7 +162,7 @@ class S3Store:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
+            if _missing(error):
                 return None
             raise self._failed(f"cannot read {name} in", error) from error
         except BotoCoreError as error:
@@ -191,13 +191,18 @@ class S3Store:
         try:
             reply = self.client.get_object(Bucket=self.bucket, Key=self._key(name))
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
+            if _missing(error):
                 return None
             raise self._failed(f"cannot read {name} from", error) from error
         except BotoCoreError as error:
             raise self._failed("cannot reach", error) from error
         body: bytes = reply["Body"].read()
         return body.decode()
+
+
+def _missing(error: ClientError) -> bool:
+    """The object is not there (HEAD answers a bare 404, GET NoSuchKey)."""
+    return str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey")
 
 
 def _cause(error: Exception) -> Exception:
