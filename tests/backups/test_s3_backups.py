@@ -8,88 +8,13 @@ unfinished backup each refused with one line, nothing created."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import boto3
-import pytest
 
 from tests.backups.test_local_backups import master_keys
 from tests.checks import redis_cli_check
 from tests.clusters import LocalCluster, Redkube
 from tests.datasets import assert_same_data, dumps, fill_every_type
-from tests.operator.conftest import free_port
-
-VERSION = "v1.8.0"  # scripts/build-versitygw.sh
-ACCESS, SECRET = "redkube-test", "not-a-real-secret-0123456789"
-BUCKET = "backups"
-
-
-@dataclass
-class S3Server:
-    url: str
-    root: Path  # the posix backend's directory: a bucket is a directory in it
-
-    def env(self, access: str = ACCESS, secret: str = SECRET) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.url,
-            "AWS_ACCESS_KEY_ID": access,
-            "AWS_SECRET_ACCESS_KEY": secret,
-            "AWS_REGION": "us-east-1",
-        }
-
-    def client(self) -> Any:
-        return boto3.client(
-            "s3", endpoint_url=self.url, aws_access_key_id=ACCESS,
-            aws_secret_access_key=SECRET, region_name="us-east-1",
-        )  # fmt: skip
-
-
-def versitygw() -> Path:
-    cache = os.environ.get("REDKUBE_BIN_CACHE") or str(Path.home() / ".cache" / "redkube" / "bin")
-    found = Path(cache) / f"versitygw-{VERSION}" / "versitygw"
-    if not found.is_file():
-        pytest.fail(f"{found} missing: run scripts/build-versitygw.sh (make s3-binary)")
-    return found
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[S3Server]:
-    root = tmp_path / "s3"
-    root.mkdir()
-    port = free_port()
-    log = (tmp_path / "versitygw.log").open("w")
-    process = subprocess.Popen(
-        [str(versitygw()), "--access", ACCESS, "--secret", SECRET,
-         "--port", f"127.0.0.1:{port}", "posix", str(root)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    server = S3Server(f"http://127.0.0.1:{port}", root)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(server.url, timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break  # it answers (an anonymous request is refused)
-            except OSError:
-                assert process.poll() is None, (tmp_path / "versitygw.log").read_text()
-                assert time.monotonic() < deadline, "versitygw did not answer in 60 s"
-                time.sleep(0.1)
-        server.client().create_bucket(Bucket=BUCKET)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+from tests.s3server import BUCKET, S3Server
 
 
 def test_backup_to_s3_then_restore_into_another_shard_count_keeps_every_key(

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from redkube.model.backups import BackupError
-from redkube.platform.stores import DirectoryStore, S3Store, open_store
+from redkube.platform.stores import DirectoryStore, S3Settings, S3Store, open_store
 
 
 def test_a_directory_store_keeps_whole_files_for_their_owner_only(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_s3_locations_name_a_bucket_and_a_prefix() -> None:
     ],
 )
 def test_s3_errors_are_one_line_naming_the_location(code: str, said: str) -> None:
-    store = S3Store("backups", "shop")
+    store = S3Store("backups", "shop", S3Settings())
     error = ClientError(
         {"Error": {"Code": code, "Message": "please reduce your request rate"}}, "PutObject"
     )

@@ -103,6 +103,10 @@ def test_the_charts_crd_is_deploy_crd_byte_for_byte() -> None:
         "the chart's CRD differs from deploy/crd.yaml: "
         "cp deploy/crd.yaml charts/redkube/crds/redisclusters.yaml"
     )
+    backup_crd = CHART / "crds" / "redisclusterbackups.yaml"
+    assert backup_crd.read_bytes() == (ROOT / "deploy" / "backup-crd.yaml").read_bytes(), (
+        "cp deploy/backup-crd.yaml charts/redkube/crds/redisclusterbackups.yaml"
+    )
 
 
 def test_the_charts_dashboard_is_deploys_byte_for_byte() -> None:
@@ -440,7 +444,7 @@ def test_the_rendered_chart_passes_the_apiservers_validation(
     }  # fmt: skip
     custom = helm.run("template", "other", str(CHART), f"--namespace={namespace}",
                       values_file(tmp_path, values)).stdout  # fmt: skip
-    for rendered, count in ((plain, 9), (custom, 8)):  # with the CRD, then without it
+    for rendered, count in ((plain, 10), (custom, 8)):  # with the two CRDs, then without
         done = control_plane.kubectl(
             "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered
         )

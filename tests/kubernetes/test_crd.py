@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redkube.kubernetes import resources
+from redkube.kubernetes import backup_resources, resources
 from redkube.kubernetes.clusters import parse
 from redkube.model import specs
 from redkube.model.specs import SpecError
@@ -102,6 +102,15 @@ def test_deploy_crd_yaml_is_the_generated_one() -> None:
     assert yaml.safe_load(CRD_FILE.read_text()) == resources.custom_resource_definition()
 
 
+def test_deploy_backup_crd_yaml_is_the_generated_one() -> None:
+    path = ROOT / "deploy" / "backup-crd.yaml"
+    assert path.read_text() == backup_resources.crd_yaml(), (
+        "deploy/backup-crd.yaml is stale: "
+        "python -m redkube.kubernetes.backup_resources > deploy/backup-crd.yaml"
+    )
+    assert yaml.safe_load(path.read_text()) == backup_resources.custom_resource_definition()
+
+
 def test_module_prints_the_yaml() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "redkube.kubernetes.resources"],
@@ -180,10 +189,13 @@ def test_printer_columns_short_name_and_category(cp: ControlPlane) -> None:
         "patch", "-n", NAMESPACE, "rediscluster", "shown", "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": {"readyNodes": "12/12", "phase": "Ready"}}),
     )  # fmt: skip
-    for kind in ("rdc", "redisclusters", "rediscluster", "redkube"):
+    for kind in ("rdc", "redisclusters", "rediscluster"):
         table = cp.kubectl("get", "-n", NAMESPACE, kind, "shown").stdout.splitlines()
         assert table[0].split() == ["NAME", "SHARDS", "REPLICAS", "READY", "PHASE", "AGE"], kind
         assert table[1].split()[:5] == ["shown", "4", "2", "12/12", "Ready"], kind
+    # the category: every redkube kind (clusters and their backups)
+    listed = cp.kubectl("get", "-n", NAMESPACE, "redkube", "-o", "name").stdout.split()
+    assert "rediscluster.redkube.io/shown" in listed, listed
 
 
 def test_status_is_a_subresource(cp: ControlPlane) -> None:

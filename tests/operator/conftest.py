@@ -20,6 +20,7 @@ from tests.testbed.kube import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "deploy" / "crd.yaml"
+BACKUP_CRD = ROOT / "deploy" / "backup-crd.yaml"
 NAMESPACES = "op-*"
 """The operator serves these only (a kopf glob): other tests' RedisClusters stay untouched."""
 
@@ -105,18 +106,19 @@ def redkube_status(kubeconfig: Path, name: str, *flags: str) -> str:
 
 
 def install_crd(cp: ControlPlane) -> None:
-    """Apply the CRD and poll until it is Established (`kubectl wait` right after a first apply
-    can fail at once: "<nil> is of the type <nil>" before the CRD has any condition)."""
-    cp.kubectl("apply", "-f", str(CRD))
+    """Apply the CRDs and poll until they are Established (`kubectl wait` right after a first
+    apply can fail at once: "<nil> is of the type <nil>" before the CRD has any condition)."""
+    cp.kubectl("apply", "-f", str(CRD), "-f", str(BACKUP_CRD))
 
     def established() -> bool:
         done = cp.kubectl(
-            "get", "crd", "redisclusters.redkube.io", "-o",
-            "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False,
+            "get", "crd", "redisclusters.redkube.io", "redisclusterbackups.redkube.io", "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type=='Established')].status}",
+            check=False,
         )  # fmt: skip
-        return done.stdout.strip() == "True"
+        return done.stdout.split() == ["True", "True"]
 
-    eventually(established, "the CRD is Established", 60)
+    eventually(established, "the CRDs are Established", 60)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,11 @@
-"""Backups of a running local cluster: per shard a snapshot from an in-sync replica (BGSAVE
-there, so the masters keep serving), copied aside, loaded by a scratch server to check it and
-count its keys, and kept in the store (a directory or S3-compatible object storage); the manifest
+"""Backups of a running cluster: per shard a snapshot from an in-sync replica (so the masters
+keep serving), kept in the store (a directory or S3-compatible object storage); the manifest
 last.
+
+Two ways to take the snapshots: `back_up` (local clusters) has each node BGSAVE and copies the
+file, then loads the copy in a scratch server to check it and count its keys; `back_up_streamed`
+(Kubernetes, where the operator cannot read a Pod's files) receives each snapshot over the
+network as a replica would (SYNC), all shards at once, and counts the keys the file declares.
 
 Each shard's snapshot is its own point in time. With ``consistent``, writes pause on every
 master (CLIENT PAUSE WRITE) until each source replica has all its master wrote and its BGSAVE
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from redkube.admin.connections import AdminError, ClientPool, NodeClient
+from redkube.admin.rdb_streaming import stream_snapshot
 from redkube.admin.replies import parse_info
 from redkube.admin.snapshots import finish_save, rdb_path, start_save
 from redkube.model.backups import MANIFEST, BackupError, BackupManifest, ShardSnapshot
@@ -70,6 +75,60 @@ async def back_up(
         spec.name, server, tuple(snapshots), started, time.time(), consistent, paused_ms
     )
     store.write_text(MANIFEST, json.dumps(manifest.to_json(), indent=2) + "\n")
+    return manifest
+
+
+async def back_up_streamed(
+    spec: ClusterSpec,
+    server: str,
+    observation: Observation,
+    pool: ClientPool,
+    store: Store,
+    work: Path,
+    progress: Callable[[str], None],
+    stored: Callable[[int, int], None],
+) -> BackupManifest:
+    """``stored(done, of)`` hears each shard kept. The store's calls (blocking) run in threads,
+    so that the caller's event loop (the operator's) keeps serving meanwhile."""
+    await asyncio.to_thread(store.check)
+    if await asyncio.to_thread(store.size, MANIFEST) is not None:
+        raise BackupError(f"{store.location} already holds a backup; choose another place")
+    sources = snapshot_sources(spec, observation)
+    started = time.time()
+    done = 0
+
+    async def one(source: SnapshotSource) -> ShardSnapshot:
+        nonlocal done
+        name = f"shard-{source.shard}.rdb"
+        local = work / name
+        at = time.time()
+        progress(f"shard {source.shard}: receiving a snapshot from {source.node} ({source.role})")
+        address = source.view.address
+        try:
+            streamed = await stream_snapshot(
+                address.host, address.port, pool.password, local, SAVE_TIMEOUT_S
+            )
+            keys = streamed.keys
+            if keys is None:  # a file the header walk does not know: the node's count then
+                keys = int(str(await pool.client(address).command("DBSIZE")))
+            progress(f"shard {source.shard}: storing {streamed.size:,} bytes in {store.location}")
+            await asyncio.to_thread(store.put, name, local)
+        finally:
+            local.unlink(missing_ok=True)
+        done += 1
+        stored(done, len(sources))
+        return ShardSnapshot(
+            shard=source.shard, slots=source.slots, file=name, keys=keys, size=streamed.size,
+            sha256=streamed.sha256, node=source.node, role=source.role, started=at,
+            ended=time.time(),
+        )  # fmt: skip
+
+    snapshots = await asyncio.gather(*(one(source) for source in sources))
+    manifest = BackupManifest(
+        spec.name, server, tuple(snapshots), started, time.time(), consistent=False
+    )
+    text = json.dumps(manifest.to_json(), indent=2) + "\n"
+    await asyncio.to_thread(store.write_text, MANIFEST, text)
     return manifest
 
 

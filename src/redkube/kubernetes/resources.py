@@ -46,6 +46,9 @@ MIN_NODE_TIMEOUT_MS = 100  # redkube.model.specs.MIN_NODE_TIMEOUT_MS (a test kee
 MAX_NODE_TIMEOUT_MS = 120_000
 DEFAULT_STORAGE_SIZE = "1Gi"
 DEFAULT_TOPOLOGY_KEY = "kubernetes.io/hostname"
+DEFAULT_ACCESS_KEY = "AWS_ACCESS_KEY_ID"  # the keys of an S3 credentials Secret
+DEFAULT_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+DEFAULT_BACKUPS_KEPT = 7
 
 # Pods are named <name>-<shard>-<ordinal>; the same rule as redkube.model.specs.NAME_PATTERN.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
@@ -397,6 +400,37 @@ def placement_schema() -> JSON:
     )
 
 
+def s3_schema() -> JSON:
+    return obj(
+        "S3-compatible object storage. Each backup goes under <prefix>/<backup name>/ in the"
+        " bucket: one object per shard and manifest.json, written last.",
+        {
+            "bucket": string("The bucket; it must exist.", max_length=63, minLength=3),
+            "prefix": string("Where in the bucket; default <namespace>/<cluster>.", max_length=512),
+            "endpoint": string(
+                "The server's URL (https://...); default AWS's own for the region.",
+                max_length=2048,
+                pattern="^https?://",
+            ),
+            "region": string("The region; default us-east-1.", max_length=64),
+            "credentialsSecret": obj(
+                "A Secret in the cluster's namespace holding the access key and secret key.",
+                {
+                    "name": string("The Secret's name.", minLength=1),
+                    "accessKeyIdKey": string(
+                        "Its key holding the access key ID.", default=DEFAULT_ACCESS_KEY
+                    ),
+                    "secretAccessKeyKey": string(
+                        "Its key holding the secret access key.", default=DEFAULT_SECRET_KEY
+                    ),
+                },
+                required=["name"],
+            ),
+        },
+        required=["bucket", "credentialsSecret"],
+    )
+
+
 def spec_schema() -> JSON:
     schema = obj(
         "The Redis Cluster wanted: shards x (1 master + replicasPerShard replicas).",
@@ -526,6 +560,28 @@ def spec_schema() -> JSON:
                     ),
                 },
                 default={},
+            ),
+            "backup": obj(
+                "Scheduled backups: the operator creates a RedisClusterBackup named"
+                " <cluster>-<yyyymmddhhmmss> (UTC) each time the schedule is due, and keeps the"
+                " newest `keep` complete ones: older ones are deleted with their objects in the"
+                " store. Backups created by hand are never deleted.",
+                {
+                    "schedule": string(
+                        "When: cron's 5 fields (minute hour day month weekday), 6 with seconds"
+                        " first, or @daily, @hourly, ...; UTC.",
+                        max_length=128,
+                        minLength=1,
+                    ),
+                    "keep": integer(
+                        "How many complete scheduled backups to keep.",
+                        default=DEFAULT_BACKUPS_KEPT,
+                        minimum=1,
+                        maximum=1000,
+                    ),
+                    "s3": s3_schema(),
+                },
+                required=["schedule", "s3"],
             ),
             "updateStrategy": obj(
                 "How spec changes reach running Pods: a rolling restart, replicas first, each"

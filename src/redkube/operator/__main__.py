@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CredentialsError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    import redkube.operator.backups  # noqa: F401  (registers the backup handlers with kopf)
     import redkube.operator.handlers as handlers  # registers the handlers with kopf
 
     loop = asyncio.new_event_loop()

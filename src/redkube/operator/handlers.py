@@ -117,7 +117,7 @@ class SecretProblem(Exception):
         self.reason = reason
 
 
-async def _password(cluster: RedisCluster) -> str:
+async def cluster_password(cluster: RedisCluster) -> str:
     """The cluster's password: from its Secret, which is generated when the user named none."""
     path = f"/api/v1/namespaces/{cluster.namespace}/secrets/{cluster.secret_name}"
     try:
@@ -475,7 +475,7 @@ async def run_cluster(
                         message = "restoring owned objects: " + "; ".join(drifted.values())
                         say(message)
                         _post_event(body, message)
-                    password = await _password(cluster)
+                    password = await cluster_password(cluster)
                     refusal = await _version_refusal(cluster)
                     if refusal is not None:
                         if run is None:  # heal what runs; roll nothing

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,14 +54,31 @@ class Store(Protocol):
     def read_text(self, name: str) -> str | None:
         """The object's text; None when there is none."""
 
+    def remove(self, name: str) -> None:
+        """The object gone (nothing when there is none)."""
 
-def open_store(location: str) -> Store:
+    def names(self) -> list[str]:
+        """The objects kept here, by name."""
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """What boto3 would otherwise read from the environment (the operator reads them from the
+    backup's spec and Secret). None: boto3's own sources."""
+
+    endpoint: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+
+def open_store(location: str, settings: S3Settings | None = None) -> Store:
     """A directory path, or s3://bucket[/prefix]."""
     if location.startswith(S3_SCHEME):
         bucket, _, prefix = location[len(S3_SCHEME) :].partition("/")
         if not bucket:
             raise BackupError(f"{location}: name a bucket, as in s3://bucket/prefix")
-        return S3Store(bucket, prefix.strip("/"))
+        return S3Store(bucket, prefix.strip("/"), settings or S3Settings())
     return DirectoryStore(Path(location))
 
 
@@ -103,18 +121,31 @@ class DirectoryStore:
         path = self._path(name)
         return path.read_text() if path.is_file() else None
 
+    def remove(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if not p.name.startswith("."))
+
 
 class S3Store:
     """Objects under s3://bucket/prefix/. An upload is whole or absent (S3 shows an object only
     once its last part is in)."""
 
-    def __init__(self, bucket: str, prefix: str) -> None:
+    def __init__(self, bucket: str, prefix: str, settings: S3Settings) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self.location = f"{S3_SCHEME}{bucket}" + (f"/{prefix}" if prefix else "")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = (
+            settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        )
         self.client: Any = boto3.client(
             "s3",
+            endpoint_url=settings.endpoint,
+            aws_access_key_id=settings.access_key,
+            aws_secret_access_key=settings.secret_key,
             region_name=region or "us-east-1",
             config=Config(
                 retries={"max_attempts": 3, "mode": "standard"},
@@ -198,6 +229,24 @@ class S3Store:
             raise self._failed("cannot reach", error) from error
         body: bytes = reply["Body"].read()
         return body.decode()
+
+    def remove(self, name: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except (BotoCoreError, ClientError) as error:
+            raise self._failed(f"cannot remove {name} from", error) from error
+
+    def names(self) -> list[str]:
+        start = f"{self.prefix}/" if self.prefix else ""
+        found: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start
+            ):
+                found.extend(o["Key"][len(start) :] for o in page.get("Contents") or [])
+        except (BotoCoreError, ClientError) as error:
+            raise self._failed("cannot list", error) from error
+        return sorted(n for n in found if n and "/" not in n)
 
 
 def _missing(error: ClientError) -> bool:
