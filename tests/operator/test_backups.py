@@ -6,12 +6,14 @@ keeps exactly N."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.cluster import ClusterNode, RedisCluster
 
 from testbed import ControlPlane
 from tests.clusters import LocalCluster, Redkube
@@ -21,7 +23,7 @@ from tests.operator.conftest import Operator
 from tests.operator.test_kubectl_workflow import cluster_client, password
 from tests.operator.test_replica_scaling import ready_with
 from tests.s3server import ACCESS, BUCKET, SECRET, S3Server, running_s3
-from tests.testbed.kube import apply, events, eventually, get
+from tests.testbed.kube import apply, events, eventually, get, pods
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -245,3 +247,100 @@ def test_a_schedule_keeps_the_newest_n_and_deletes_the_others_objects(
     assert [e["reason"] for e in shop_events].count("BackupDeleted") >= 2
     # The S3 secret key is in no Event and no line the operator logged.
     assert SECRET not in json.dumps(shop_events) and SECRET not in operator.read_text()
+
+
+def client_of(cp: ControlPlane, namespace: str, name: str) -> RedisCluster:
+    """redis-py's cluster client on the cluster ``name``'s Pods, with its password."""
+    secret = get(cp, namespace, "secret", f"{name}-auth")
+    pw = base64.b64decode(secret["data"]["password"]).decode()
+    found = pods(cp, namespace, f"redkube.io/cluster={name}").values()
+    nodes = [ClusterNode(p["status"]["podIP"], 6379) for p in found if p["status"].get("podIP")]
+    return RedisCluster(startup_nodes=nodes, password=pw, socket_timeout=5, decode_responses=True)
+
+
+def cluster_phase(cp: ControlPlane, namespace: str, name: str) -> dict[str, object]:
+    status: dict[str, object] = get(cp, namespace, "rediscluster", name).get("status") or {}
+    return status
+
+
+RESTORED = """\
+apiVersion: redkube.io/v1alpha1
+kind: RedisCluster
+metadata: {name: %(name)s}
+spec:
+  shards: %(shards)d
+  replicasPerShard: 1
+  image: %(image)s
+  restoreFrom: %(source)s
+"""
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.namespace_prefix("op")
+def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_cannot_load(
+    control_plane: ControlPlane, operator: Path, namespace: str, s3: S3Server
+) -> None:
+    """A backup of 3 shards restored into a new cluster of 2 shards (by the backup's name) and
+    one of 3 (by its place in S3): every key, type, value and TTL there (DUMP compared), the
+    cluster Ready only then, the loaders gone, the source untouched. A Valkey 9 backup into
+    Redis 7.0 and a backup that does not exist: Failed, with the reason, never Ready."""
+    cp = control_plane
+    credentials(cp, namespace)
+    apply(cp, namespace, CLUSTER % {"image": "valkey/valkey:9.1"})
+    eventually(lambda: ready_with(cp, namespace, 6), "Ready with 6 Pods", 180)
+    with client_of(cp, namespace, "shop") as client:
+        keys = fill_every_type(client, 4000)
+        before = dumps(client, keys)
+    apply(cp, namespace, BACKUP % {"name": "first", "bucket": BUCKET, "endpoint": s3.url})
+    status = eventually(lambda: finished(cp, namespace, "first"), "the backup finished", 180)
+    assert status["phase"] == "Complete", status
+
+    by_place = (f"{{s3: {{bucket: {BUCKET}, prefix: shop/first, endpoint: {s3.url},"
+                " credentialsSecret: {name: s3-credentials}}}")  # fmt: skip
+    for name, shards, image, source in (
+        ("two", 2, "valkey/valkey:9.1", "{backup: first}"),
+        ("three", 3, "valkey/valkey:9.1", by_place),
+        ("older", 1, "redis:7.0", "{backup: first}"),
+        ("nothing", 1, "valkey/valkey:9.1", "{backup: missing}"),
+    ):
+        apply(cp, namespace, RESTORED % {"name": name, "shards": shards, "image": image,
+                                         "source": source})  # fmt: skip
+
+    # What cannot be restored fails with its reason, and never says Ready.
+    refused = {
+        "older": "Valkey 9.1 (RDB format 80), which Redis 7.0 cannot load",
+        "nothing": "no RedisClusterBackup 'missing'",
+    }
+    for name, reason in refused.items():
+        said = eventually(
+            lambda name=name: (
+                (s := cluster_phase(cp, namespace, name)).get("phase") == "Failed" and s
+            ),
+            f"{name} Failed",
+            180,
+        )
+        assert reason in str(said["message"]), said
+
+    phases: dict[str, set[str]] = {"two": set(), "three": set()}
+
+    def both_ready() -> bool:
+        for name, seen in phases.items():
+            seen.add(str(cluster_phase(cp, namespace, name).get("phase")))
+        return all("Ready" in seen for seen in phases.values())
+
+    eventually(both_ready, "both restored clusters Ready", 600, 1.0)
+    for name, shards in (("two", 2), ("three", 3)):
+        assert "Restoring" in phases[name], phases  # not Ready before the keys were in
+        status = cluster_phase(cp, namespace, name)
+        restore = status["restore"]
+        assert isinstance(restore, dict)
+        assert restore["phase"] == "Complete" and restore["keys"] == 4000, restore
+        assert restore["snapshotsDone"] == [0, 1, 2], restore
+        with client_of(cp, namespace, name) as client:
+            assert_same_data(before, dumps(client, keys))
+            assert client.dbsize(target_nodes=RedisCluster.PRIMARIES) == 4000
+        assert len(pods(cp, namespace, f"redkube.io/cluster={name}")) == 2 * shards
+    assert pods(cp, namespace, "redkube.io/restore-of") == {}, "loader Pods left"
+    assert all(cluster_phase(cp, namespace, n)["phase"] == "Failed" for n in refused)
+    with client_of(cp, namespace, "shop") as client:  # the source is untouched
+        assert_same_data(before, dumps(client, keys))

@@ -71,10 +71,13 @@ async def move_all_keys(
     owner_of: Callable[[int], Address],
     password: str | None,
     moved: Callable[[int], None],
+    replace: bool = False,
 ) -> int:
     """Every key of ``source`` (a scratch server holding a snapshot) MIGRATEd, in batches, to the
     node that owns its slot (``owner_of(slot)``): TTLs kept, no REPLACE (a key already there is
-    an error, never overwritten). ``moved`` hears each batch's count; returns the total."""
+    an error, never overwritten) unless ``replace`` (a snapshot moved again after an interrupted
+    move: the keys already there came from it). ``moved`` hears each batch's count; returns the
+    total."""
     total = 0
     cursor = 0
     while True:
@@ -86,7 +89,7 @@ async def move_all_keys(
         for key in keys:
             batches[owner_of(key_slot(key))].append(key)
         for target, batch in batches.items():
-            total += await _migrate(source, target, password, batch)
+            total += await _migrate(source, target, password, batch, replace)
         if keys:
             moved(total)
         if cursor == 0:
@@ -94,12 +97,13 @@ async def move_all_keys(
 
 
 async def _migrate(
-    source: NodeClient, target: Address, password: str | None, keys: list[bytes]
+    source: NodeClient, target: Address, password: str | None, keys: list[bytes], replace: bool
 ) -> int:
     auth: tuple[str, ...] = ("AUTH", password) if password else ()
+    flags: tuple[str, ...] = ("REPLACE",) if replace else ()
     reply = await source.command(
-        "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys,
-        attempts=1,
+        "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *flags, *auth,
+        "KEYS", *keys, attempts=1,
     )  # fmt: skip
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
     if text == "NOKEY":  # every key of the batch expired meanwhile

@@ -168,3 +168,29 @@ def expired(backups: list[Mapping[str, Any]], keep: int) -> list[str]:
         return []
     oldest_kept = kept[0]
     return [n for n, p in names if n < oldest_kept and p in ("Complete", "Failed")]
+
+
+@dataclass(frozen=True)
+class RestoreSource:
+    """A RedisCluster's spec.restoreFrom: a RedisClusterBackup of its namespace by name, or a
+    backup's own place in S3 (its prefix is the backup's folder)."""
+
+    backup: str | None
+    target: S3Target | None
+
+    def describe(self) -> str:
+        if self.backup is not None:
+            return f"backup {self.backup}"
+        assert self.target is not None
+        return self.target.location("").rstrip("/")
+
+
+def parse_restore(obj: Mapping[str, Any]) -> RestoreSource | None:
+    raw = (obj.get("spec") or {}).get("restoreFrom")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or ("backup" in raw) == ("s3" in raw):
+        raise SpecError("spec.restoreFrom must name either a backup or an s3 location")
+    if "backup" in raw:
+        return RestoreSource(str(raw["backup"]), None)
+    return RestoreSource(None, _s3(raw["s3"], "spec.restoreFrom.s3", ""))

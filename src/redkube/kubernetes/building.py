@@ -111,6 +111,7 @@ link=$(cli info replication | grep '^master_link_status:')
 
 CLUSTER_LABEL = "redkube.io/cluster"
 SHARD_LABEL = "redkube.io/shard"
+RESTORE_LABEL = "redkube.io/restore-of"  # on a restore's loader Pod: the cluster it loads into
 REVISION_ANNOTATION = "redkube.io/revision"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
@@ -486,8 +487,9 @@ def network_policy_name(cluster: RedisCluster) -> str:
 
 def build_network_policy(cluster: RedisCluster, operator_namespace: str) -> JSON:
     """Ingress to the cluster's Pods: from each other on every port (the cluster bus, and
-    replication on the client port); on the client port only, from the operator's namespace and
-    from the clients of spec.networkPolicy.clients; on the metrics port (when spec.metrics is on),
+    replication on the client port); on the client port only, from the operator's namespace, from
+    a restore's loader Pods (they MIGRATE keys in) and from the clients of
+    spec.networkPolicy.clients; on the metrics port (when spec.metrics is on),
     from anywhere, since where Prometheus runs is not known. Egress: to each other, and DNS; a
     server connects to nothing else (its probes, hooks and sidecar talk to the Pod's own address,
     which stays inside the Pod). Enforced by the cluster's network plugin, where it has one that
@@ -506,7 +508,11 @@ def build_network_policy(cluster: RedisCluster, operator_namespace: str) -> JSON
             "ingress": [
                 {"from": [own]},
                 {
-                    "from": [operator, *(dict(peer) for peer in cluster.network.clients)],
+                    "from": [
+                        operator,
+                        {"podSelector": {"matchLabels": {RESTORE_LABEL: cluster.name}}},
+                        *(dict(peer) for peer in cluster.network.clients),
+                    ],
                     "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
                 },
                 *(

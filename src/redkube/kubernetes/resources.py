@@ -561,6 +561,25 @@ def spec_schema() -> JSON:
                 },
                 default={},
             ),
+            "restoreFrom": with_rules(
+                obj(
+                    "Start from a backup: once the cluster is formed, every key of the backup is"
+                    " loaded into it (any shard count: keys go by slot), TTLs kept; the cluster"
+                    " is Ready only when every key is in. Set at creation only. The backup's"
+                    " server must be one this image can load (Redis 7 into Valkey, not the"
+                    " reverse; an older version into a newer one).",
+                    {
+                        "backup": string(
+                            "A Complete RedisClusterBackup of this namespace.", minLength=1
+                        ),
+                        "s3": s3_schema(),
+                    },
+                ),
+                rule(
+                    "has(self.backup) != has(self.s3)",
+                    "restoreFrom takes either backup (a name) or s3 (a backup's place)",
+                ),
+            ),
             "backup": obj(
                 "Scheduled backups: the operator creates a RedisClusterBackup named"
                 " <cluster>-<yyyymmddhhmmss> (UTC) each time the schedule is due, and keeps the"
@@ -611,6 +630,12 @@ def spec_schema() -> JSON:
             " copy of the data: replicasPerShard cannot drop to 0 (was %d)'"
             ".format([oldSelf.replicasPerShard])",
             field_path=".replicasPerShard",
+        ),
+        rule(
+            "has(self.restoreFrom) == has(oldSelf.restoreFrom)"
+            " && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",
+            "restoreFrom is set when the cluster is created and cannot change",
+            field_path=".restoreFrom",
         ),
         rule(
             "has(self.storage) == has(oldSelf.storage)",
@@ -693,6 +718,21 @@ def status_schema() -> JSON:
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["index"],
             },
+            "restore": obj(
+                "The restore of spec.restoreFrom.",
+                {
+                    "phase": string("Pending, Running, Complete or Failed.", max_length=32),
+                    "message": string("What happens now, or why it failed.", max_length=1000),
+                    "source": string("The backup's place.", max_length=2048),
+                    "snapshotsDone": {
+                        "type": "array",
+                        "description": "The backup's shards whose keys are all in.",
+                        "items": integer("A shard of the backup.", minimum=0),
+                    },
+                    "snapshots": integer("The backup's shards.", minimum=0),
+                    "keys": integer("Keys loaded so far.", format="int64", minimum=0),
+                },
+            ),
             "migration": obj(
                 "A resharding in progress (absent otherwise): slots and keys moved since it"
                 " began, and slots still to move.",

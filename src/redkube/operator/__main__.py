@@ -128,12 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     import redkube.operator.backups  # noqa: F401  (registers the backup handlers with kopf)
     import redkube.operator.handlers as handlers  # registers the handlers with kopf
+    from redkube.operator import api_client
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         api = KubernetesApi(credentials)
-        handlers.connect(api)  # one client (and one read of the kubeconfig) for all
+        api_client.connect(api)  # one client (and one read of the kubeconfig) for all
         return loop.run_until_complete(serve(args, api, handlers.METRICS))
     except LeaseNamespaceMissing as error:
         print(

@@ -12,7 +12,6 @@ object is found at its size.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import tempfile
 import time
@@ -30,7 +29,6 @@ from redkube.kubernetes.backup_resources import PLURAL as BACKUP_PLURAL
 from redkube.kubernetes.backups import (
     SCHEDULED_LABEL,
     BackupObject,
-    S3Target,
     backup_path,
     build_scheduled_backup,
     expired,
@@ -42,20 +40,20 @@ from redkube.kubernetes.clusters import cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.backups import MANIFEST, BackupError, BackupManifest
 from redkube.model.specs import SpecError
+from redkube.operator.api_client import api
+from redkube.operator.backup_stores import open_backup_store, remove_objects
 from redkube.operator.handlers import (
     RESYNC_S,
     SecretProblem,
     _condition,
     _now,
-    api,
     as_body,
     cluster_password,
 )
 from redkube.operator.status_writing import LatestStatus
-from redkube.planning.upgrading import version_of_image
 from redkube.platform.kubernetes.api import JSON, KubernetesError
 from redkube.platform.kubernetes.pods import KubernetesPlatform
-from redkube.platform.stores import S3Settings, Store, open_store
+from redkube.platform.stores import Store
 
 HEALTHY_WAIT_S = 300.0  # a backup waits this long for its cluster to be healthy, then fails
 HEALTHY_RETRY_S = 5.0
@@ -65,36 +63,6 @@ log = logging.getLogger("redkube.operator")
 
 class BackupWait(Exception):
     """The backup cannot begin yet (its cluster is missing or unhealthy); retried."""
-
-
-async def _credentials(namespace: str, target: S3Target) -> S3Settings:
-    path = f"/api/v1/namespaces/{namespace}/secrets/{target.secret}"
-    try:
-        secret = await api().get(path)
-    except KubernetesError as error:
-        if error.not_found:
-            raise BackupError(f"no Secret {target.secret!r} with the S3 credentials") from error
-        raise
-    data = secret.get("data") or {}
-    values = []
-    for key in (target.access_key_key, target.secret_key_key):
-        if not data.get(key):
-            raise BackupError(f"Secret {target.secret!r} has no {key!r} key")
-        values.append(base64.b64decode(data[key]).decode().strip())
-    return S3Settings(target.endpoint, target.region, values[0], values[1])
-
-
-async def open_backup_store(backup: BackupObject) -> Store:
-    return open_store(backup.location, await _credentials(backup.namespace, backup.target))
-
-
-async def remove_objects(store: Store) -> list[str]:
-    """Every object of the backup gone; the manifest first, so that what remains meanwhile is
-    never taken for a complete backup."""
-    names = await asyncio.to_thread(store.names)
-    for name in sorted(names, key=lambda n: n != MANIFEST):
-        await asyncio.to_thread(store.remove, name)
-    return names
 
 
 def _complete_status(manifest: BackupManifest, location: str) -> JSON:
@@ -146,7 +114,7 @@ async def _take_once(
         with tempfile.TemporaryDirectory(prefix="redkube-backup-") as work:
             return await back_up_streamed(
                 cluster.cluster,
-                f"{cluster.family} {version_of_image(cluster.image) or cluster.image}",
+                next((v.version for v in observation.views() if v.version), cluster.image),
                 observation,
                 pool,
                 store,

@@ -27,6 +27,7 @@ from redkube.admin.connections import ClientPool
 from redkube.control.metrics import LoopMetrics
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
+from redkube.kubernetes.backups import parse_restore
 from redkube.kubernetes.building import (
     DEFAULT_OPERATOR_NAMESPACE,
     PASSWORD_KEY,
@@ -38,18 +39,18 @@ from redkube.kubernetes.building import (
 from redkube.kubernetes.clusters import RedisCluster, cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
 from redkube.model.specs import SpecError
+from redkube.operator.api_client import api
 from redkube.operator.drifting import missing_owned, still_drifted, take_drift
 from redkube.operator.handover import hand_over_before_scale_in
+from redkube.operator.restoring import Restore
 from redkube.operator.status_writing import LatestStatus
 from redkube.planning.assessing import ShardSummary
 from redkube.planning.upgrading import change_refusal, version_of_image
 from redkube.platform.kubernetes.api import (
     JSON,
-    KubernetesApi,
     KubernetesError,
     object_path,
 )
-from redkube.platform.kubernetes.credentials import load_credentials
 from redkube.platform.kubernetes.pods import KubernetesPlatform
 
 RESYNC_S = 5.0
@@ -64,20 +65,6 @@ MAX_PROBLEMS = 50  # status.problems keeps the first ones; status.message says h
 PASSWORD_BYTES = 24
 
 log = logging.getLogger("redkube.operator")
-_api: KubernetesApi | None = None
-
-
-def connect(client: KubernetesApi) -> None:
-    """Use `client` for every call the handlers make (the entry point shares its own)."""
-    global _api
-    _api = client
-
-
-def api() -> KubernetesApi:
-    global _api
-    if _api is None:
-        _api = KubernetesApi(load_credentials())
-    return _api
 
 
 def as_body(obj: JSON) -> kopf.Body:
@@ -267,12 +254,30 @@ class ClusterRun:
         self._statuses = LatestStatus(
             functools.partial(_patch_status, cluster.namespace, cluster.name)
         )
+        # spec.restoreFrom: its state (status.restore), carried on from the last status.
+        self.restore_source = parse_restore(body)
+        self.restore_state: JSON | None = None
+        if self.restore_source is not None:
+            self.restore_state = dict((body.get("status") or {}).get("restore") or {})
+        self._last_loop: LoopStatus | None = None
+        self._formed = False  # the loop's last pass found the cluster Ready
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self.platform.watch(self.stop), name="the Pod watch"),
             asyncio.create_task(self._loop(), name="the reconcile loop"),
         ]
+        if self.restore_source is not None and self.restore_state is not None:
+            restore = Restore(
+                self.cluster, self.restore_source, self.restore_state, self.platform,
+                self.pool, lambda: self._formed, self._restore_report,
+            )  # fmt: skip
+            self._tasks.append(asyncio.create_task(restore.run(), name="the restore"))
+
+    def _restore_report(self, state: JSON) -> None:
+        self.restore_state = state
+        if self._last_loop is not None:
+            self._report(self._last_loop)
 
     async def _loop(self) -> None:
         await self.platform.synced.wait()
@@ -309,14 +314,24 @@ class ClusterRun:
             if key not in self._seen_events:
                 self._seen_events.add(key)
                 _post_event(self.body, event.message)
+        self._last_loop = status
         total = len(self.platform.members())
         ready = status.phase is Phase.READY
+        self._formed = ready
         first = (*([self.refusal] if self.refusal else []), *self.platform.pod_problems())
         problems = [*first, *status.problems]
         message = status.headline(first)
+        phase = status.phase.value
+        restore = self.restore_state or {}
+        if restore.get("phase") == "Failed":  # never Ready: the keys are not all there
+            phase, ready, message = "Failed", False, f"restore failed: {restore.get('message')}"
+        elif self.restore_state is not None and restore.get("phase") != "Complete" and ready:
+            phase, ready = "Restoring", False
+            message = f"restoring from {restore.get('source', '')}: {restore.get('message', '')}"
         rollout = status.rollout
         new_status: JSON = {
-            "phase": status.phase.value,
+            "phase": phase,
+            "restore": self.restore_state,
             "readyNodes": f"{status.healthy_members}/{total}",
             "observedGeneration": self.generation,
             "message": message[:1000],
@@ -357,6 +372,15 @@ class ClusterRun:
                 ),
             ],
         }
+        if self.restore_state is not None:
+            new_status["conditions"].append(
+                _condition(
+                    "Restored",
+                    restore.get("phase") == "Complete",
+                    "Restore" + str(restore.get("phase") or "Pending"),
+                    str(restore.get("message") or "waiting for the cluster to form"),
+                )
+            )
         comparable = {k: v for k, v in new_status.items() if k != "conditions"}
         if comparable != self._last_status or self._statuses.failed:
             self._last_status = comparable
