@@ -15,7 +15,7 @@ from redkube.kubernetes.building import (
     metadata,
 )
 from redkube.kubernetes.clusters import RedisCluster
-from redkube.platform.kubernetes.api import JSON
+from redkube.kubernetes.resources import JSON
 
 LOADER_DIR = "/etc/redkube-loader"
 
