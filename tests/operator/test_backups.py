@@ -24,8 +24,10 @@ from tests.operator.test_kubectl_workflow import cluster_client, password
 from tests.operator.test_replica_scaling import ready_with
 from tests.s3server import ACCESS, BUCKET, SECRET, S3Server, running_s3
 from tests.testbed.kube import apply, events, eventually, get, pods
+from tests.writers import Writer
 
 Dumps = dict[str, tuple[bytes | None, int]]
+KEYS = 200_000  # the restore test's data set (issue 15's size)
 
 CLUSTER = """\
 apiVersion: redkube.io/v1alpha1
@@ -94,7 +96,13 @@ def check_objects(s3: S3Server, name: str) -> dict[str, object]:
 
 
 def restore_locally(
-    redkube: Redkube, s3: S3Server, location: str, kind: str, before: Dumps, keys: list[str]
+    redkube: Redkube,
+    s3: S3Server,
+    location: str,
+    kind: str,
+    before: Dumps,
+    keys: list[str],
+    stored: int | None = None,
 ) -> None:
     """The objects restored by `redkube restore` into a local cluster of 2 shards: every key,
     type, value and TTL as ``before``."""
@@ -103,7 +111,8 @@ def restore_locally(
     assert binary is not None
     done = redkube.ok("restore", "--from", location, "--name", "copy", "--shards", "2",
                       "--server", binary).stdout  # fmt: skip
-    assert f"restored {len(keys):,} keys of {len(keys):,}" in done, done
+    count = len(keys) if stored is None else stored
+    assert f"restored {count:,} keys of {count:,}" in done, done
     copy = LocalCluster("copy", redkube.home / "copy")
     with copy.cluster_client() as client:
         assert_same_data(before, dumps(client, keys))
@@ -283,22 +292,37 @@ spec:
 def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_cannot_load(
     control_plane: ControlPlane, operator: Path, namespace: str, s3: S3Server, redkube: Redkube
 ) -> None:
-    """A backup of 3 shards restored into a new cluster of 2 shards (by the backup's name) and
-    one of 3 (by its place in S3): every key, type, value and TTL there (DUMP compared), the
-    cluster Ready only then, the loaders gone, the source untouched. A Valkey 9 backup into
-    Redis 7.0 and a backup that does not exist: Failed, with the reason, never Ready."""
+    """200,000 keys of every type, some with TTLs; a backup taken while a writer writes on
+    (no failed command: the snapshots come from the replicas); the source cluster deleted; the
+    backup restored into a new cluster of 2 shards (by the backup's name) and one of 3 (by its
+    place in S3): every key, type, value and TTL there (DUMP compared), the cluster Ready only
+    then, the loaders gone. Restored locally too. A Valkey 9 backup into Redis 7.0 and a backup
+    that does not exist: Failed, with the reason, never Ready."""
     cp = control_plane
     credentials(cp, namespace)
     apply(cp, namespace, CLUSTER % {"image": "valkey/valkey:9.1"})
     eventually(lambda: ready_with(cp, namespace, 6), "Ready with 6 Pods", 180)
     with client_of(cp, namespace, "shop") as client:
-        keys = fill_every_type(client, 4000)
+        keys = fill_every_type(client, KEYS)
         before = dumps(client, keys)
-    apply(cp, namespace, BACKUP % {"name": "first", "bucket": BUCKET, "endpoint": s3.url})
-    status = eventually(lambda: finished(cp, namespace, "first"), "the backup finished", 180)
+    with client_of(cp, namespace, "shop") as client:
+        load = Writer(client, "load", max_seconds=300)
+        load.start()
+        try:
+            apply(cp, namespace, BACKUP % {"name": "first", "bucket": BUCKET,
+                                           "endpoint": s3.url})  # fmt: skip
+            status = eventually(
+                lambda: finished(cp, namespace, "first"), "the backup finished", 300
+            )
+        finally:
+            written = load.stop()
     assert status["phase"] == "Complete", status
+    assert written.failures == 0 and written.acknowledged, written.failures
+    stored = int(str(status["keys"]))
+    assert stored >= KEYS, status  # the data set, and what the writer had written by then
     check_objects(s3, "first")
-    restore_locally(redkube, s3, str(status["location"]), VALKEY, before, keys)
+    cp.kubectl("delete", "rediscluster", "shop", "-n", namespace, "--wait=true")
+    restore_locally(redkube, s3, str(status["location"]), VALKEY, before, keys, stored)
 
     by_place = (f"{{s3: {{bucket: {BUCKET}, prefix: shop/first, endpoint: {s3.url},"
                 " credentialsSecret: {name: s3-credentials}}}")  # fmt: skip
@@ -339,13 +363,11 @@ def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_canno
         status = cluster_phase(cp, namespace, name)
         restore = status["restore"]
         assert isinstance(restore, dict)
-        assert restore["phase"] == "Complete" and restore["keys"] == 4000, restore
+        assert restore["phase"] == "Complete" and restore["keys"] == stored, restore
         assert restore["snapshotsDone"] == [0, 1, 2], restore
         with client_of(cp, namespace, name) as client:
             assert_same_data(before, dumps(client, keys))
-            assert client.dbsize(target_nodes=RedisCluster.PRIMARIES) == 4000
+            assert client.dbsize(target_nodes=RedisCluster.PRIMARIES) == stored
         assert len(pods(cp, namespace, f"redkube.io/cluster={name}")) == 2 * shards
     assert pods(cp, namespace, "redkube.io/restore-of") == {}, "loader Pods left"
     assert all(cluster_phase(cp, namespace, n)["phase"] == "Failed" for n in refused)
-    with client_of(cp, namespace, "shop") as client:  # the source is untouched
-        assert_same_data(before, dumps(client, keys))
