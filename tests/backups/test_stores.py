@@ -35,6 +35,36 @@ def test_a_directory_store_keeps_whole_files_for_their_owner_only(tmp_path: Path
     assert fetched.read_bytes() == local.read_bytes()
 
 
+def test_a_full_volume_is_one_line_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """The kernel's own "no space left": the partial file is /dev/full (a symlink to it)."""
+    store = DirectoryStore(tmp_path / "backup")
+    (tmp_path / "backup").mkdir()
+    local = tmp_path / "local.rdb"
+    local.write_bytes(b"REDIS0011" + bytes(1 << 16))
+    for name, write in (
+        ("shard-0.rdb", lambda: store.put("shard-0.rdb", local)),
+        ("manifest.json", lambda: store.write_text("manifest.json", "{}\n" * 5000)),
+    ):
+        (tmp_path / "backup" / f".{name}.partial").symlink_to("/dev/full")
+        with pytest.raises(BackupError) as raised:
+            write()
+        assert str(raised.value) == (
+            f"cannot write {name} to {tmp_path / 'backup'}: No space left on device"
+        )
+        assert store.names() == [] and not list((tmp_path / "backup").glob(".*"))
+
+
+def test_removed_objects_are_gone_and_names_list_what_is_kept(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "backup")
+    assert store.names() == []
+    store.write_text("manifest.json", "{}")
+    store.write_text("shard-0.rdb", "x")
+    assert store.names() == ["manifest.json", "shard-0.rdb"]
+    store.remove("manifest.json")
+    store.remove("manifest.json")  # gone already: nothing
+    assert store.names() == ["shard-0.rdb"]
+
+
 def test_a_file_is_no_directory_store(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(BackupError, match="is not a directory"):

@@ -371,3 +371,42 @@ def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_canno
         assert len(pods(cp, namespace, f"redkube.io/cluster={name}")) == 2 * shards
     assert pods(cp, namespace, "redkube.io/restore-of") == {}, "loader Pods left"
     assert all(cluster_phase(cp, namespace, n)["phase"] == "Failed" for n in refused)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.namespace_prefix("full")
+def test_an_operator_killed_during_a_restore_goes_on_from_the_snapshots_done(
+    control_plane: ControlPlane, operator_process: Operator, namespace: str, s3: S3Server
+) -> None:
+    """The operator is SIGKILLed while the second snapshot's loader exists; the next operator
+    goes on from status.restore.snapshotsDone, moves the snapshot under way again with REPLACE,
+    and every key is there once, as it was."""
+    cp = control_plane
+    credentials(cp, namespace)
+    apply(cp, namespace, CLUSTER % {"image": "valkey/valkey:9.1"})
+    eventually(lambda: ready_with(cp, namespace, 6), "Ready with 6 Pods", 180)
+    with client_of(cp, namespace, "shop") as client:
+        keys = fill_every_type(client, 30_000)
+        before = dumps(client, keys)
+    apply(cp, namespace, BACKUP % {"name": "first", "bucket": BUCKET, "endpoint": s3.url})
+    status = eventually(lambda: finished(cp, namespace, "first"), "the backup finished", 300)
+    assert status["phase"] == "Complete", status
+
+    restored = {"name": "copy", "shards": 3, "image": "valkey/valkey:9.1",
+                "source": "{backup: first}"}  # fmt: skip
+    apply(cp, namespace, RESTORED % restored)
+    eventually(lambda: "copy-restore-1" in pods(cp, namespace, "redkube.io/restore-of=copy"),
+               "the second snapshot's loader", 300, 0.1)  # fmt: skip
+    operator_process.kill()
+    operator_process.start()
+    eventually(lambda: cluster_phase(cp, namespace, "copy").get("phase") == "Ready",
+               "the restored cluster Ready", 300)  # fmt: skip
+    restore = cluster_phase(cp, namespace, "copy")["restore"]
+    assert isinstance(restore, dict)
+    assert restore["phase"] == "Complete" and restore["snapshotsDone"] == [0, 1, 2], restore
+    with client_of(cp, namespace, "copy") as client:
+        assert_same_data(before, dumps(client, keys))
+        assert client.dbsize(target_nodes=RedisCluster.PRIMARIES) == 30_000
+    assert pods(cp, namespace, "redkube.io/restore-of=copy") == {}, "loader Pods left"
+    said = operator_process.log.read_text()
+    assert "restore going on after a restart" in said and "with REPLACE" in said

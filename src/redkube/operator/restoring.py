@@ -166,6 +166,9 @@ class Restore:
             if snapshot.shard in done:
                 continue
             label = f"snapshot {len(done) + 1}/{len(manifest.shards)} (shard {snapshot.shard})"
+            if began:
+                log.info("%s/%s: restore going on after a restart: %s moves again with REPLACE",
+                         self.cluster.namespace, self.cluster.name, label)  # fmt: skip
             with tempfile.TemporaryDirectory(prefix="redkube-restore-") as work:
                 part = dataclasses.replace(manifest, shards=(snapshot,))
                 self._say(message=f"{label}: fetching {snapshot.size:,} bytes")

@@ -14,8 +14,10 @@ does not answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,21 +103,31 @@ class DirectoryStore:
         return path.stat().st_size if path.is_file() else None
 
     def put(self, name: str, local: Path) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = self._path(f".{name}.partial")
-        shutil.copyfile(local, partial)
-        os.chmod(partial, 0o600)
-        os.replace(partial, self._path(name))
+        with self._writing(name) as partial:
+            shutil.copyfile(local, partial)
 
     def fetch(self, name: str, local: Path) -> None:
         shutil.copyfile(self._path(name), local)
 
     def write_text(self, name: str, text: str) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._writing(name) as partial:
+            partial.write_text(text)
+
+    @contextlib.contextmanager
+    def _writing(self, name: str) -> Iterator[Path]:
+        """A partial file to write, then renamed to ``name`` (whole or not at all, mode 0600);
+        a failure (a full volume) is one line, and leaves no partial file."""
         partial = self._path(f".{name}.partial")
-        partial.write_text(text)
-        os.chmod(partial, 0o600)
-        os.replace(partial, self._path(name))
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            yield partial
+            os.chmod(partial, 0o600)
+            os.replace(partial, self._path(name))
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise BackupError(
+                f"cannot write {name} to {self.directory}: {error.strerror or error}"
+            ) from error
 
     def read_text(self, name: str) -> str | None:
         path = self._path(name)
