@@ -1,10 +1,11 @@
 """Backup and restore throughput (MB/s and keys/s) of a local 3 shards x 1 replica cluster
 holding --megabytes of data: `redkube backup` (snapshots on the replicas, each checked by loading
 it in a scratch server) against the reference, `redis-cli --rdb` from each master in turn, in
-the same run; then `redkube restore` into as many shards and into 5 (no reference: redis-cli
-has no restore). With --s3, both keep the backup in a real S3-compatible server (the Versity
-gateway, scripts/build-versitygw.sh, on loopback): the reference then uploads each file with
-boto3's upload_file, a common S3 client.
+the same run, and the operator's way (each snapshot received from its replica over the network,
+`back_up_streamed`, as on Kubernetes); then `redkube restore` into as many shards and into 5
+(no reference: redis-cli has no restore). With --s3, both keep the backup in a real
+S3-compatible server (the Versity gateway, scripts/build-versitygw.sh, on loopback): the
+reference then uploads each file with boto3's upload_file, a common S3 client.
 
 Run: python bench/backup.py [--server PATH] [--megabytes 1024] [--value-bytes 1000] [--s3]
 """
@@ -12,6 +13,7 @@ Run: python bench/backup.py [--server PATH] [--megabytes 1024] [--value-bytes 10
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -94,12 +96,14 @@ def fill(home: Path, name: str, megabytes: int, value_bytes: int) -> int:
         startup_nodes=[ClusterNode(m["ip"], 6379) for m in members], password=password
     )
     keys = megabytes * 1024 * 1024 // value_bytes
-    value = b"x" * value_bytes
+    # Random bytes: values an RDB cannot compress (LZF), so the snapshots are as big as the data.
+    pool = os.urandom(1 << 20)
     started = time.monotonic()
     for start in range(0, keys, CHUNK):
         pipe = client.pipeline()
         for i in range(start, min(start + CHUNK, keys)):
-            pipe.set(f"bench:{i}", value)
+            offset = (i * 7919) % (len(pool) - value_bytes)
+            pipe.set(f"bench:{i}", pool[offset : offset + value_bytes])
         pipe.execute()
         if start % (CHUNK * 40) == 0:
             print(f"  filled {start:,} of {keys:,} keys", flush=True)
@@ -132,6 +136,33 @@ def reference_backup(home: Path, name: str, folder: Path, s3: bool) -> float:
     return time.monotonic() - started
 
 
+def streamed_backup(home: Path, name: str, target: str, work: Path) -> float:
+    """The operator's way (no file of a node read): each shard's snapshot received from its
+    replica over the network (REPLCONF rdb-only + SYNC), all shards at once, then stored."""
+    os.environ.update({**S3_ENV, "REDKUBE_HOME": str(home)})
+    from redkube.admin.connections import ClientPool
+    from redkube.cli.local import observe_record
+    from redkube.control.backing_up import back_up_streamed
+    from redkube.platform.local.layout import ClusterLayout, state_root
+    from redkube.platform.stores import open_store
+
+    async def run() -> None:
+        layout = ClusterLayout(state_root(), name)
+        record = layout.load()
+        observation = await observe_record(layout, record)
+        pool = ClientPool(layout.credentials().current)
+        try:
+            await back_up_streamed(record.spec, "bench", observation, pool, open_store(target),
+                                   work, lambda _: None, lambda _done, _of: None)  # fmt: skip
+        finally:
+            await pool.close()
+
+    work.mkdir()
+    started = time.monotonic()
+    asyncio.run(run())
+    return time.monotonic() - started
+
+
 def size_of(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.rdb"))
 
@@ -157,6 +188,7 @@ def main() -> None:
         started = time.monotonic()
         redkube(home, "backup", "--name", "data", "--to", target)
         ours = time.monotonic() - started
+        streamed = streamed_backup(home, "data", target + "-streamed", work / "streamed")
         theirs = reference_backup(home, "data", work / "reference", args.s3)
         ours_mb = size_of(ours_files) / 1024 / 1024
         theirs_mb = size_of(work / "reference") / 1024 / 1024
@@ -186,10 +218,13 @@ def main() -> None:
     print(f"{'':34} {'seconds':>8} {'MB/s':>8} {'keys/s':>10}")
     print(f"{'redkube backup (replicas, checked)':34} {ours:8.1f} {ours_mb / ours:8.1f} "
           f"{keys / ours:10,.0f}")  # fmt: skip
+    print(f"{'operator path (SYNC from replicas)':34} {streamed:8.1f} {ours_mb / streamed:8.1f} "
+          f"{keys / streamed:10,.0f}")  # fmt: skip
     reference = "redis-cli --rdb + boto3 upload" if args.s3 else "redis-cli --rdb, each master"
     print(f"{reference:34} {theirs:8.1f} {theirs_mb / theirs:8.1f} "
           f"{keys / theirs:10,.0f}")  # fmt: skip
-    print(f"backup time ratio redkube / redis-cli --rdb: {ours / theirs:.2f}")
+    print(f"backup time ratio redkube / redis-cli --rdb: {ours / theirs:.2f}; "
+          f"operator path / redis-cli --rdb: {streamed / theirs:.2f}")  # fmt: skip
     for shards, seconds in restores:
         label = f"redkube restore, {shards} shards (+ start)"
         print(f"{label:34} {seconds:8.1f} {ours_mb / seconds:8.1f} {keys / seconds:10,.0f}")

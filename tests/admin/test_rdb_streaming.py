@@ -12,27 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import secrets
-import socket
 import stat
 import struct
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from redkube.admin.connections import AdminError, Unreachable
 from redkube.admin.rdb_streaming import StreamedSnapshot, stream_snapshot
 from redkube.model.rdb_header import declared_keys, declared_keys_in
+from tests.admin import standalone
+from tests.admin.standalone import HOST, KEYS, Node, fill, free_port
 
-HOST = "127.0.0.1"
 PORTS = range(7600, 7700)
-KEYS = 5000
-_taken: set[int] = set()
 
 
 # ---- declared_keys on hand-made bytes ----------------------------------------------------------
@@ -139,82 +134,17 @@ def test_declared_keys_reads_a_file(tmp_path: Path) -> None:
 # ---- servers -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A port of 7600-7699 nobody listens on, not yet handed out in this session."""
-    for port in PORTS:
-        if port in _taken:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    pytest.fail("no free port in 127.0.0.1:7600-7699")
-
-
-class Servers:
-    """Server processes started by one test, each stopped by its own pid."""
+class Servers(standalone.Servers):
+    """``binary``'s processes, with the password as masterauth too (replicas of each other)."""
 
     def __init__(self, binary: str, root: Path) -> None:
+        super().__init__(root, PORTS)
         self.binary = binary
-        self.root = root
-        self.password = secrets.token_hex(8)
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.clients: list[redis.Redis] = []
-        self.count = itertools.count()
 
     def start(self, *options: str, password: bool = True, directory: Path | None = None) -> Node:
-        port = free_port()
-        folder = directory or self.root / f"node-{next(self.count)}"
-        folder.mkdir(exist_ok=True)
-        command = [self.binary, "--port", str(port), "--bind", HOST, "--save", ""]
-        command += ["--appendonly", "no", "--dir", str(folder), *options]
-        if password:
-            command += ["--requirepass", self.password, "--masterauth", self.password]
-        log = folder / f"server-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        client = redis.Redis(
-            host=HOST,
-            port=port,
-            password=self.password if password else None,
-            decode_responses=True,
-            socket_timeout=10,
-            socket_connect_timeout=1,
+        return self.start_server(
+            self.binary, *options, password=password, masterauth=password, directory=directory
         )
-        self.clients.append(client)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"server exited {process.returncode}: {log.read_text()}")
-            try:
-                if client.info("server")["process_id"] == process.pid:
-                    return Node(port, client, log)
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                pass
-            time.sleep(0.02)
-        pytest.fail(f"server not ready on {HOST}:{port} in 10 s: {log.read_text()}")
-
-    def stop(self) -> None:
-        for client in self.clients:
-            client.close()
-        for process in self.processes:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-class Node:
-    def __init__(self, port: int, client: redis.Redis, log: Path) -> None:
-        self.port = port
-        self.client = client
-        self.log = log
 
 
 @pytest.fixture
@@ -224,29 +154,6 @@ def servers(server: str, tmp_path: Path) -> Iterator[Servers]:
         yield started
     finally:
         started.stop()
-
-
-def fill(client: redis.Redis, count: int = KEYS) -> None:
-    """``count`` keys of five types, every seventh with a TTL, plus a compressible string."""
-    pipe = client.pipeline(transaction=False)
-    for i in range(count):
-        key = f"k:{i}"
-        kind = i % 5
-        if kind == 0:
-            pipe.set(key, f"value-{i}")
-        elif kind == 1:
-            pipe.hset(key, mapping={"n": str(i), "pad": "p" * 40})
-        elif kind == 2:
-            pipe.rpush(key, "a", str(i), "c")
-        elif kind == 3:
-            pipe.sadd(key, "x", "y", str(i))
-        else:
-            pipe.zadd(key, {"low": i, "high": i + 0.5})
-        if i % 7 == 0:
-            pipe.expire(key, 3600)
-    pipe.set("big", "abc" * 20_000)  # LZF-compressed in the RDB
-    pipe.set("number", 123456)  # integer-encoded
-    pipe.execute()
 
 
 def snapshot(
@@ -323,7 +230,7 @@ def test_snapshot_of_a_replica(servers: Servers, tmp_path: Path) -> None:
 
 
 def test_snapshot_of_a_cluster_mode_node(servers: Servers, tmp_path: Path) -> None:
-    bus = free_port()
+    bus = free_port(PORTS)
     node = servers.start(
         "--cluster-enabled", "yes",
         "--cluster-config-file", str(tmp_path / "nodes.conf"),
@@ -367,7 +274,7 @@ def test_missing_password_is_refused(servers: Servers, tmp_path: Path) -> None:
 
 
 def test_nothing_listening_is_unreachable(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port(PORTS)
     path = tmp_path / "nobody.rdb"
     with pytest.raises(Unreachable, match=rf"{HOST}:{port}.*cannot connect"):
         asyncio.run(stream_snapshot(HOST, port, "pw", path, timeout_s=5))
@@ -378,7 +285,7 @@ def test_an_existing_destination_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "taken.rdb"
     path.write_bytes(b"precious")
     with pytest.raises(AdminError, match="cannot create"):
-        asyncio.run(stream_snapshot(HOST, free_port(), None, path, timeout_s=5))
+        asyncio.run(stream_snapshot(HOST, free_port(PORTS), None, path, timeout_s=5))
     assert path.read_bytes() == b"precious"
 
 
@@ -399,7 +306,7 @@ async def read_command(reader: asyncio.StreamReader) -> list[bytes]:
 
 def scripted(script: Script, destination: Path, timeout_s: float = 5) -> StreamedSnapshot:
     async def scenario() -> StreamedSnapshot:
-        listener = await asyncio.start_server(script, HOST, free_port())
+        listener = await asyncio.start_server(script, HOST, free_port(PORTS))
         port = listener.sockets[0].getsockname()[1]
         async with listener:
             return await stream_snapshot(HOST, port, None, destination, timeout_s=timeout_s)

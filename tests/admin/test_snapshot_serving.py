@@ -10,12 +10,9 @@ family, and stopping with replicas still attached. A raw client covers the proto
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,79 +24,19 @@ from redkube.admin import snapshot_serving
 from redkube.admin.connections import AdminError
 from redkube.admin.snapshot_serving import REPLICATION_ID, SnapshotServer, load_into
 from tests import servers as cached_servers
+from tests.admin import standalone
+from tests.admin.standalone import HOST, KEYS, Node, fill, free_port
 from tests.conftest import REDIS, VALKEY, server_path
 
-HOST = "127.0.0.1"
 PORTS = range(7700, 7800)
-KEYS = 5000
-_taken: set[int] = set()
 
 
-def free_port() -> int:
-    """A port of 7700-7799 nobody listens on, not yet handed out in this session."""
-    for port in PORTS:
-        if port in _taken:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    pytest.fail("no free port in 127.0.0.1:7700-7799")
-
-
-class Node:
-    def __init__(self, port: int, client: redis.Redis, log: Path, folder: Path) -> None:
-        self.port = port
-        self.client = client
-        self.log = log
-        self.folder = folder
-
-
-class Servers:
-    """Server processes started by one test, each stopped by its own pid."""
-
+class Servers(standalone.Servers):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.password = secrets.token_hex(8)
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.clients: list[redis.Redis] = []
-        self.count = itertools.count()
+        super().__init__(root, PORTS)
 
     def start(self, binary: str, *options: str, password: bool = True) -> Node:
-        port = free_port()
-        folder = self.root / f"node-{next(self.count)}"
-        folder.mkdir()
-        command = [binary, "--port", str(port), "--bind", HOST, "--save", ""]
-        command += ["--appendonly", "no", "--dir", str(folder), *options]
-        if password:
-            command += ["--requirepass", self.password]
-        log = folder / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        client = redis.Redis(
-            host=HOST,
-            port=port,
-            password=self.password if password else None,
-            decode_responses=True,
-            socket_timeout=10,
-            socket_connect_timeout=1,
-        )
-        self.clients.append(client)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"server exited {process.returncode}: {log.read_text()}")
-            try:
-                if client.info("server")["process_id"] == process.pid:
-                    return Node(port, client, log, folder)
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                pass
-            time.sleep(0.02)
-        pytest.fail(f"server not ready on {HOST}:{port} in 10 s: {log.read_text()}")
+        return self.start_server(binary, *options, password=password)
 
     def snapshot(self, binary: str, destination: Path, big: bool = False) -> Path:
         """An RDB file of ``fill``'s keys (and ~30 MB more with ``big``) written by ``binary``."""
@@ -114,17 +51,6 @@ class Servers:
         shutil.copyfile(node.folder / "dump.rdb", destination)
         return destination
 
-    def stop(self) -> None:
-        for client in self.clients:
-            client.close()
-        for process in self.processes:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Servers]:
@@ -133,29 +59,6 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
         yield started
     finally:
         started.stop()
-
-
-def fill(client: redis.Redis, count: int = KEYS) -> None:
-    """``count`` keys of five types, every seventh with a TTL, plus a compressible string."""
-    pipe = client.pipeline(transaction=False)
-    for i in range(count):
-        key = f"k:{i}"
-        kind = i % 5
-        if kind == 0:
-            pipe.set(key, f"value-{i}")
-        elif kind == 1:
-            pipe.hset(key, mapping={"n": str(i), "pad": "p" * 40})
-        elif kind == 2:
-            pipe.rpush(key, "a", str(i), "c")
-        elif kind == 3:
-            pipe.sadd(key, "x", "y", str(i))
-        else:
-            pipe.zadd(key, {"low": i, "high": i + 0.5})
-        if i % 7 == 0:
-            pipe.expire(key, 3600)
-    pipe.set("big", "abc" * 20_000)
-    pipe.set("number", 123456)
-    pipe.execute()
 
 
 def check_loaded(node: Node, count: int = KEYS + 2) -> None:
@@ -182,7 +85,7 @@ async def serve_and_load(
 ) -> tuple[SnapshotServer, list[int]]:
     """Load ``file`` into each target in turn through one SnapshotServer, then stop it."""
     snapshot = SnapshotServer(file)
-    port = await snapshot.start(HOST, free_port())
+    port = await snapshot.start(HOST, free_port(PORTS))
     try:
         sizes = []
         for target in targets:
@@ -266,7 +169,7 @@ def test_a_replica_keeps_its_data_when_the_server_stops(
 
     async def scenario() -> float:
         snapshot = SnapshotServer(file)
-        port = await snapshot.start(HOST, free_port())
+        port = await snapshot.start(HOST, free_port(PORTS))
         await asyncio.to_thread(target.client.replicaof, HOST, port)
         deadline = time.monotonic() + 30
         while True:
@@ -384,7 +287,7 @@ def test_a_target_that_never_connects_times_out(servers: Servers, tmp_path: Path
 
     async def scenario() -> None:
         snapshot = SnapshotServer(file)
-        await snapshot.start(HOST, free_port())
+        await snapshot.start(HOST, free_port(PORTS))
         try:
             # Nothing listens there: the target tries to connect in vain.
             await load_into(HOST, target.port, servers.password, "127.0.0.2", snapshot, 1.5)
@@ -403,7 +306,7 @@ def test_a_cluster_mode_target_is_refused(servers: Servers, tmp_path: Path) -> N
     target = servers.start(
         binary(VALKEY), "--cluster-enabled", "yes",
         "--cluster-config-file", str(tmp_path / "nodes.conf"),
-        "--cluster-port", str(free_port()),
+        "--cluster-port", str(free_port(PORTS)),
     )  # fmt: skip
     with pytest.raises(AdminError, match="REPLICAOF"):
         asyncio.run(serve_and_load(servers, file, target, timeout_s=5))
@@ -426,7 +329,7 @@ def test_the_handshake_and_both_sync_commands(
 
     async def scenario() -> SnapshotServer:
         snapshot = SnapshotServer(file)
-        port = await snapshot.start(HOST, free_port())
+        port = await snapshot.start(HOST, free_port(PORTS))
         reader, writer = await asyncio.open_connection(HOST, port)
         writer.write(b"PING\r\n")  # inline
         assert await line(reader) == b"+PONG\r\n"
@@ -490,7 +393,7 @@ def test_a_peer_that_sends_garbage_is_closed(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         snapshot = SnapshotServer(file)
-        port = await snapshot.start(HOST, free_port())
+        port = await snapshot.start(HOST, free_port(PORTS))
         reader, writer = await asyncio.open_connection(HOST, port)
         writer.write(b"*2\r\n:1\r\n")
         assert await asyncio.wait_for(reader.read(), 5) == b""
@@ -503,7 +406,7 @@ def test_a_peer_that_sends_garbage_is_closed(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(AdminError, match="no snapshot file"):
-        asyncio.run(SnapshotServer(tmp_path / "absent.rdb").start(HOST, free_port()))
+        asyncio.run(SnapshotServer(tmp_path / "absent.rdb").start(HOST, free_port(PORTS)))
 
 
 def test_stop_during_a_transfer_returns_promptly(tmp_path: Path) -> None:
@@ -512,7 +415,7 @@ def test_stop_during_a_transfer_returns_promptly(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[float, SnapshotServer]:
         snapshot = SnapshotServer(file)
-        port = await snapshot.start(HOST, free_port())
+        port = await snapshot.start(HOST, free_port(PORTS))
         reader, writer = await asyncio.open_connection(HOST, port)
         writer.write(b"PSYNC ? -1\r\n")
         assert (await line(reader)).startswith(b"+FULLRESYNC")

@@ -63,6 +63,9 @@ MAX_BULK_BYTES = 1024 * 1024
 HANDSHAKES_KEPT = 32
 
 
+ACKS = (b"ACK", b"GETACK")  # REPLCONF subcommands a replica sends without waiting
+
+
 class _Closed(Exception):
     """The replica closed the connection, or sent what is not a command."""
 
@@ -172,15 +175,7 @@ class SnapshotServer:
             if not command:
                 continue  # a newline: a replica's keep-alive
             name = command[0].upper()
-            if (
-                name == b"REPLCONF"
-                and len(command) > 1
-                and command[1].upper()
-                in (
-                    b"ACK",
-                    b"GETACK",
-                )
-            ):
+            if name == b"REPLCONF" and len(command) > 1 and command[1].upper() in ACKS:
                 continue  # sent without waiting for a reply
             text = " ".join(part.decode(errors="replace") for part in command)
             handshake.append("AUTH ***" if name == b"AUTH" else text[:200])
@@ -190,16 +185,6 @@ class SnapshotServer:
                 return True
             if name == b"SYNC":
                 return True
-            if (
-                name == b"REPLCONF"
-                and len(command) > 1
-                and command[1].upper()
-                in (
-                    b"ACK",
-                    b"GETACK",
-                )
-            ):
-                continue
             writer.write(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
             await writer.drain()
 

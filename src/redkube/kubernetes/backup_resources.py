@@ -13,12 +13,11 @@ import json
 import sys
 
 from redkube.kubernetes.resources import (
-    CATEGORY,
     GROUP,
     JSON,
-    VERSION,
     condition_schema,
     integer,
+    namespaced_definition,
     obj,
     rule,
     s3_schema,
@@ -100,33 +99,7 @@ def printer_columns() -> list[JSON]:
 
 def custom_resource_definition() -> JSON:
     """The CustomResourceDefinition `redisclusterbackups.redkube.io`."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": NAME},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": [SHORT_NAME],
-                "categories": [CATEGORY],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns(),
-                    "schema": {"openAPIV3Schema": root_schema()},
-                }
-            ],
-        },
-    }
+    return namespaced_definition(KIND, PLURAL, SHORT_NAME, printer_columns(), root_schema())
 
 
 def crd_yaml() -> str:

@@ -297,6 +297,13 @@ def _env(cluster: RedisCluster) -> list[JSON]:
     ]
 
 
+SECURE_POD: JSON = {  # a server Pod's: the image's user (999), not root, the default seccomp
+    "runAsNonRoot": True,
+    "runAsUser": SERVER_USER,
+    "runAsGroup": SERVER_USER,
+    "fsGroup": SERVER_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 SECURE_CONTAINER: JSON = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -392,13 +399,7 @@ def _pod_spec(cluster: RedisCluster, shard: int) -> JSON:
         "terminationGracePeriodSeconds": grace_seconds(cluster),
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SERVER_USER,
-            "runAsGroup": SERVER_USER,
-            "fsGroup": SERVER_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(SECURE_POD),
         "affinity": _affinity(cluster, shard),
         "containers": [
             _container(cluster),

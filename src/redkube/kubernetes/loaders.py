@@ -11,7 +11,7 @@ from redkube.kubernetes.building import (
     REDIS_PORT,
     RESTORE_LABEL,
     SECURE_CONTAINER,
-    SERVER_USER,
+    SECURE_POD,
     metadata,
 )
 from redkube.kubernetes.clusters import RedisCluster
@@ -84,13 +84,7 @@ def build_loader_pod(cluster: RedisCluster, snapshot: int) -> JSON:
             "restartPolicy": "Never",
             "enableServiceLinks": False,
             "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": SERVER_USER,
-                "runAsGroup": SERVER_USER,
-                "fsGroup": SERVER_USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": dict(SECURE_POD),
             "containers": [container],
             "volumes": [
                 {"name": "config", "secret": {"secretName": name, "defaultMode": 0o440}},

@@ -800,20 +800,23 @@ def printer_columns() -> list[JSON]:
     ]
 
 
-def custom_resource_definition() -> JSON:
-    """The CustomResourceDefinition `redisclusters.redkube.io`."""
+def namespaced_definition(
+    kind: str, plural: str, short_name: str, columns: list[JSON], schema: JSON
+) -> JSON:
+    """A CustomResourceDefinition of the redkube group: one served version, a status
+    subresource, in the `redkube` category."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": NAME},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": [SHORT_NAME],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short_name],
                 "categories": [CATEGORY],
             },
             "scope": "Namespaced",
@@ -823,12 +826,17 @@ def custom_resource_definition() -> JSON:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns(),
-                    "schema": {"openAPIV3Schema": root_schema()},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
+
+
+def custom_resource_definition() -> JSON:
+    """The CustomResourceDefinition `redisclusters.redkube.io`."""
+    return namespaced_definition(KIND, PLURAL, SHORT_NAME, printer_columns(), root_schema())
 
 
 def crd_yaml() -> str:
