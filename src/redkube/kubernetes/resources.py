@@ -696,8 +696,9 @@ def status_schema() -> JSON:
         "What the operator last observed; written only by the operator.",
         {
             "phase": string(
-                "Pending, Bootstrapping, Ready, Healing, Resharding, Updating, Stopped, or Failed"
-                " (the spec cannot be built).",
+                "Pending, Bootstrapping, Ready, Healing, Resharding, Updating, Restoring (keys of"
+                " spec.restoreFrom still to load), Stopped, or Failed (the spec cannot be built,"
+                " or the restore cannot be done).",
                 max_length=64,
             ),
             "readyNodes": string("Ready nodes out of wanted, e.g. 6/6.", max_length=32),
