@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from redkube.kubernetes.clusters import parse
-from redkube.operator import handlers
+from redkube.operator import api_client, handlers
 from redkube.platform.kubernetes.api import KubernetesApi
 
 BODY = {
@@ -24,7 +24,7 @@ def a_run(
     watch: Callable[[], Awaitable[None]], loop: Callable[[], Awaitable[None]]
 ) -> handlers.ClusterRun:
     """A run started with stand-ins for its Pod watch and its reconcile loop."""
-    handlers.connect(cast(KubernetesApi, object()))  # never called: the tasks are stand-ins
+    api_client.connect(cast(KubernetesApi, object()))  # never called: the tasks are stand-ins
     run = handlers.ClusterRun(parse(BODY), "pw", BODY, 1, {}, "rev")
     run.platform.watch = lambda stop: watch()  # type: ignore[method-assign]
     run._loop = loop  # type: ignore[method-assign]

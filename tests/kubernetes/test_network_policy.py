@@ -38,6 +38,8 @@ def test_the_cluster_reaches_itself_on_every_port_and_the_rest_only_the_client_p
     assert clients["ports"] == [{"protocol": "TCP", "port": REDIS_PORT}]  # not the bus port
     assert clients["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "redkube-system"}}},
+        # a restore's loaders, which MIGRATE the backup's keys in
+        {"podSelector": {"matchLabels": {"redkube.io/restore-of": "shop"}}},
         {"podSelector": {}},  # the default: every Pod of the cluster's namespace
     ]
     # Out: to each other (replication, the bus, MIGRATE) and DNS, nowhere else.
@@ -50,7 +52,7 @@ def test_the_cluster_reaches_itself_on_every_port_and_the_rest_only_the_client_p
 def test_clients_come_from_the_spec_and_the_policy_can_be_turned_off() -> None:
     peer = {"namespaceSelector": {"matchLabels": {"team": "shop"}}}
     policy = build_network_policy(parse(cluster_object({"clients": [peer]})), "ops")
-    assert policy["spec"]["ingress"][1]["from"][1:] == [peer]
+    assert policy["spec"]["ingress"][1]["from"][2:] == [peer]
     kinds = {o["kind"] for o in build_all(parse(cluster_object({"enabled": False})), "pw")}
     assert "NetworkPolicy" not in kinds
 
