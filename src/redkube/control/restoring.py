@@ -10,10 +10,26 @@ from pathlib import Path
 from redkube.admin.connections import ClientPool, NodeClient
 from redkube.admin.snapshots import move_all_keys, owners
 from redkube.control.backing_up import LOAD_TIMEOUT_S, loaded
+from redkube.model.addresses import Address
 from redkube.model.backups import BackupError, BackupManifest
 from redkube.model.observations import Observation
 from redkube.model.slots import ALL_SLOTS
 from redkube.platform.local.scratch import ScratchServer
+
+
+def slot_owners(target: Observation) -> Callable[[int], Address]:
+    """Each slot's master in the cluster ``target`` observes; every slot must be served."""
+    masters = {
+        view.address: view.myself.slots
+        for view in target.views()
+        if view.myself.is_master and view.myself.slots
+    }
+    served = frozenset().union(*masters.values()) if masters else frozenset()
+    if served != ALL_SLOTS:
+        raise BackupError(
+            "the target cluster does not serve every slot yet; wait until it is Ready"
+        )
+    return owners(masters)
 
 
 async def restore(
@@ -26,19 +42,9 @@ async def restore(
 ) -> int:
     """Every key of the backup into the cluster ``target`` observes (empty, all slots served);
     returns how many keys moved (fewer than the manifest's count by the keys that expired)."""
-    masters = {
-        view.address: view.myself.slots
-        for view in target.views()
-        if view.myself.is_master and view.myself.slots
-    }
-    served = frozenset().union(*masters.values()) if masters else frozenset()
-    if served != ALL_SLOTS:
-        raise BackupError(
-            "the target cluster does not serve every slot yet; wait until it is Ready"
-        )
+    owner_of = slot_owners(target)
     if any(view.keys for view in target.views()):
         raise BackupError("the target cluster holds keys already; restore into an empty cluster")
-    owner_of = owners(masters)
     total = 0
     for number, snapshot in enumerate(manifest.shards, start=1):
         scratch = ScratchServer(binary, directory / snapshot.file)

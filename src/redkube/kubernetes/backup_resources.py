@@ -13,7 +13,6 @@ import json
 import sys
 
 from redkube.kubernetes.resources import (
-    GROUP,
     JSON,
     condition_schema,
     integer,
@@ -27,9 +26,7 @@ from redkube.kubernetes.resources import (
 
 KIND = "RedisClusterBackup"
 PLURAL = "redisclusterbackups"
-SINGULAR = "redisclusterbackup"
 SHORT_NAME = "rdcb"
-NAME = f"{PLURAL}.{GROUP}"
 PHASES = ["Pending", "Running", "Complete", "Failed"]
 
 

@@ -40,9 +40,7 @@ class S3Target:
 
     def location(self, backup: str) -> str:
         """Where the backup named ``backup`` is kept."""
-        return f"s3://{self.bucket}/{self.prefix}/{backup}" if self.prefix else (
-            f"s3://{self.bucket}/{backup}"
-        )  # fmt: skip
+        return "/".join(["s3:/", self.bucket, *(p for p in (self.prefix, backup) if p)])
 
 
 def _s3(raw: Any, where: str, default_prefix: str) -> S3Target:
@@ -182,7 +180,7 @@ class RestoreSource:
         if self.backup is not None:
             return f"backup {self.backup}"
         assert self.target is not None
-        return self.target.location("").rstrip("/")
+        return self.target.location("")
 
 
 def parse_restore(obj: Mapping[str, Any]) -> RestoreSource | None:

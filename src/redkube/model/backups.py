@@ -20,6 +20,11 @@ class BackupError(Exception):
     """A backup that cannot be taken or restored; the message is for the user."""
 
 
+class NotNow(BackupError):
+    """The cluster cannot be backed up as it is now (a shard without one master serving its
+    slots, slots open); a later try may succeed."""
+
+
 @dataclass(frozen=True)
 class ShardSnapshot:
     shard: int

@@ -38,7 +38,7 @@ from redkube.kubernetes.backups import (
 from redkube.kubernetes.building import CLUSTER_LABEL
 from redkube.kubernetes.clusters import cluster_path, parse
 from redkube.kubernetes.resources import GROUP, PLURAL, VERSION
-from redkube.model.backups import MANIFEST, BackupError, BackupManifest
+from redkube.model.backups import MANIFEST, BackupError, BackupManifest, NotNow
 from redkube.model.specs import SpecError
 from redkube.operator.api_client import api
 from redkube.operator.backup_stores import open_backup_store, remove_objects
@@ -122,10 +122,8 @@ async def _take_once(
                 lambda message: offer({"message": message}),
                 lambda done, of: offer({"progress": f"{done}/{of}"}),
             )
-    except BackupError as error:
-        if "back up a healthy cluster" in str(error) or "slots open" in str(error):
-            raise BackupWait(str(error)) from error
-        raise
+    except NotNow as error:
+        raise BackupWait(str(error)) from error
     finally:
         await pool.close()
 

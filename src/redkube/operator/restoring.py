@@ -27,15 +27,15 @@ from pathlib import Path
 from redkube.admin.connections import AdminError, ClientPool, NodeClient
 from redkube.admin.observing import observe
 from redkube.admin.snapshot_serving import SnapshotServer, load_into
-from redkube.admin.snapshots import move_all_keys, owners
+from redkube.admin.snapshots import move_all_keys
 from redkube.control.backing_up import fetch_snapshots, read_manifest
+from redkube.control.restoring import slot_owners
 from redkube.kubernetes.backups import BackupObject, RestoreSource, backup_path, parse_backup
 from redkube.kubernetes.building import REDIS_PORT
 from redkube.kubernetes.clusters import RedisCluster
 from redkube.kubernetes.loaders import build_loader_pod, build_loader_secret, loader_name
 from redkube.model.addresses import Address
 from redkube.model.backups import BackupError, BackupManifest
-from redkube.model.slots import ALL_SLOTS
 from redkube.operator.api_client import api
 from redkube.operator.backup_stores import open_backup_store
 from redkube.planning.upgrading import version_of_image, version_of_server
@@ -213,16 +213,7 @@ class Restore:
         return total
 
     async def _owners(self) -> Callable[[int], Address]:
-        observation = await observe(self.platform.members(), self.pool)
-        masters = {
-            view.address: view.myself.slots
-            for view in observation.views()
-            if view.myself.is_master and view.myself.slots
-        }
-        served = frozenset().union(*masters.values()) if masters else frozenset()
-        if served != ALL_SLOTS:
-            raise AdminError("the cluster does not serve every slot now; the restore goes on later")
-        return owners(masters)
+        return slot_owners(await observe(self.platform.members(), self.pool))
 
     async def _start_loader(self, index: int, password: str, label: str) -> str:
         """The loader's Pod, new (one left by an earlier attempt is deleted first); its IP once

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redkube.model.backups import BackupError
+from redkube.model.backups import NotNow
 from redkube.model.nodes import NodeView
 from redkube.model.observations import Observation
 from redkube.model.slots import SlotRange, ranges_of
@@ -34,13 +34,13 @@ def snapshot_sources(spec: ClusterSpec, observation: Observation) -> tuple[Snaps
     for shard in range(spec.shards):
         masters = shard_masters(spec, observation, shard)
         if len(masters) != 1:
-            raise BackupError(
+            raise NotNow(
                 f"shard {shard} has {len(masters)} masters serving slots; back up a healthy "
                 "cluster (see `redkube status`)"
             )
         master = masters[0]
         if master.myself.migrating or master.myself.importing:
-            raise BackupError(f"shard {shard} has slots open (a resharding runs); try again after")
+            raise NotNow(f"shard {shard} has slots open (a resharding runs); try again after")
         linked = [
             view
             for view in shard_views(spec, observation, shard)
