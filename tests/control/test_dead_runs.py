@@ -70,3 +70,29 @@ def test_a_dead_watch_and_a_cancelled_loop_are_named() -> None:
     assert watch == "the Pod watch ended: ValueError: Expecting value: line 1 column 1 (char 0)"
     assert loop == "the reconcile loop was cancelled"
     assert stopped is None
+
+
+def test_a_finished_restore_is_done_and_one_that_raised_is_named() -> None:
+    """A restore returns once Complete or Failed (its state says which): the run goes on. A
+    restore that raised is news like a dead loop. (A finished restore taken for a dead run
+    restarted the whole run every pass.)"""
+
+    async def returns() -> None:
+        return None
+
+    async def check() -> tuple[Any, Any]:
+        run = a_run(forever, forever)
+        run._tasks.append(asyncio.create_task(returns(), name=handlers.RESTORE_TASK))
+        await asyncio.sleep(0.01)
+        finished = run.ended()
+        await run.close()
+        run = a_run(forever, forever)
+        run._tasks.append(asyncio.create_task(fails(), name=handlers.RESTORE_TASK))
+        await asyncio.sleep(0.01)
+        raised = run.ended()
+        await run.close()
+        return finished, raised
+
+    finished, raised = asyncio.run(check())
+    assert finished is None
+    assert raised == "the restore ended: ValueError: Expecting value: line 1 column 1 (char 0)"

@@ -371,6 +371,11 @@ def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_canno
         assert len(pods(cp, namespace, f"redkube.io/cluster={name}")) == 2 * shards
     assert pods(cp, namespace, "redkube.io/restore-of") == {}, "loader Pods left"
     assert all(cluster_phase(cp, namespace, n)["phase"] == "Failed" for n in refused)
+    # A restore that is over (Complete or Failed) leaves each cluster's run alone: no run was
+    # taken for dead and started again (it once was, every pass, for every restored cluster).
+    restarted = [line for line in operator.read_text().splitlines()
+                 if namespace in line and "starting it again" in line]  # fmt: skip
+    assert not restarted, restarted[:5]
 
 
 @pytest.mark.timeout(900)

@@ -61,6 +61,7 @@ REPLACE_TIMEOUT_S = 30.0
 # operator serves them on --metrics-port.
 METRICS = LoopMetrics()
 STATUS_WRITE_WAIT_S = 5.0  # a closing run lets its last status write finish this long
+RESTORE_TASK = "the restore"  # a ClusterRun's task for spec.restoreFrom
 MAX_PROBLEMS = 50  # status.problems keeps the first ones; status.message says how many in all
 PASSWORD_BYTES = 24
 
@@ -272,7 +273,7 @@ class ClusterRun:
                 self.cluster, self.restore_source, self.restore_state, self.platform,
                 self.pool, lambda: self._formed, self._restore_report,
             )  # fmt: skip
-            self._tasks.append(asyncio.create_task(restore.run(), name="the restore"))
+            self._tasks.append(asyncio.create_task(restore.run(), name=RESTORE_TASK))
 
     def _restore_report(self, state: JSON) -> None:
         self.restore_state = state
@@ -284,9 +285,10 @@ class ClusterRun:
         await self.reconciler.run(self.stop)
 
     def ended(self) -> str | None:
-        """Why the loop or the platform's watch ended while the run was not stopped (a dead
-        loop heals nothing, a dead watch leaves the loop looking at old Pods); None while both
-        run."""
+        """Why the loop, the platform's watch or the restore ended while the run was not
+        stopped (a dead loop heals nothing, a dead watch leaves the loop looking at old Pods, a
+        restore that raised leaves the cluster Restoring); None while they run. A restore that
+        returned is done (Complete or Failed, its state says which), not dead."""
         if self.stop.is_set():
             return None
         for task in self._tasks:
@@ -295,6 +297,8 @@ class ClusterRun:
                 if task.cancelled():
                     return f"{what} was cancelled"
                 error = task.exception()
+                if error is None and what == RESTORE_TASK:
+                    continue
                 return f"{what} ended" + (f": {type(error).__name__}: {error}" if error else "")
         return None
 
