@@ -25,6 +25,7 @@ import kopf
 
 from redkube.control.metrics import LoopMetrics, MetricsServer
 from redkube.operator.health import Health
+from redkube.operator.stalls import watch_stalls
 from redkube.platform.kubernetes.api import KubernetesApi
 from redkube.platform.kubernetes.credentials import CredentialsError, load_credentials
 from redkube.platform.kubernetes.leases import LeaderElector, LeaseNamespaceMissing
@@ -194,6 +195,22 @@ async def _serve(
 ) -> int:
     stop = asyncio.Event()  # kopf's stop flag: a signal before kopf's own handlers, or a loss
     _on_signals(stop.set)
+    stalls = asyncio.create_task(watch_stalls(), name="event loop stall watch")
+    try:
+        return await _serve_kopf(args, api, elector, metrics, stop)
+    finally:
+        stalls.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stalls
+
+
+async def _serve_kopf(
+    args: argparse.Namespace,
+    api: KubernetesApi,
+    elector: LeaderElector | None,
+    metrics: LoopMetrics,
+    stop: asyncio.Event,
+) -> int:
     kopf_args: dict[str, Any] = {
         "standalone": True,  # kopf's own peering stays off: the Lease decides who acts
         "clusterwide": not args.namespace,
