@@ -131,12 +131,36 @@ def operator(
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     port = free_port()
     (log.parent / "metrics-port").write_text(str(port))
-    # Lease default/redkube-op
-    process = start_operator(control_plane, log, NAMESPACES, f"--metrics-port={port}")
+    # Lease default/redkube-op, with the default periods: this operator is never killed, and a
+    # busy 2-core machine must not cost it the Lease (it would exit, failing every later test).
+    process = start_operator(
+        control_plane, log, NAMESPACES, f"--metrics-port={port}", *DEFAULT_LEASE
+    )
+    SESSION_OPERATOR[log] = process
     try:
         yield log
     finally:
+        SESSION_OPERATOR.pop(log, None)
         stop_operator(process)
+
+
+DEFAULT_LEASE = ("--lease-duration=15", "--renew-deadline=10", "--retry-period=2")
+SESSION_OPERATOR: dict[Path, subprocess.Popen[bytes]] = {}
+"""The session's operator process, by its log."""
+
+
+@pytest.fixture(autouse=True)
+def session_operator_alive(request: pytest.FixtureRequest) -> None:
+    """A test that uses the session's operator fails at once, with the reason, when that
+    operator has exited (rather than waiting out every timeout for a reconcile that never
+    comes)."""
+    if "operator" not in request.fixturenames:
+        return
+    log = request.getfixturevalue("operator")
+    process = SESSION_OPERATOR.get(log)
+    if process is not None and (code := process.poll()) is not None:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_LINES_ON_FAILURE:])
+        pytest.fail(f"the session's operator exited with {code}; its log ends:\n{tail}")
 
 
 RESTARTABLE = "full-*"
