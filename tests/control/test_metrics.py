@@ -123,3 +123,16 @@ def test_labels_of_steps() -> None:
     assert failover_reason(Failover(Address("127.0.0.2"), FailoverMode.FORCE, "dead")) == (
         "master_down"
     )
+
+
+def test_a_phase_put_over_the_loops_shows_and_goes_with_the_next_pass() -> None:
+    """A restore under way: the loop finds the cluster Ready, the status says Restoring, and
+    so does the metric (an alert on Ready == 0 sees it); once over, the loop's phase again."""
+    metrics = LoopMetrics()
+    record(metrics, Cluster.healthy(3, 1))
+    metrics.record_phase("ns/demo", "Restoring")
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Restoring") == 1
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Ready") == 0
+    record(metrics, Cluster.healthy(3, 1))
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Restoring") == 0
+    assert sample(metrics, "redkube_cluster_phase", cluster="ns/demo", phase="Ready") == 1

@@ -19,7 +19,7 @@ from testbed import ControlPlane
 from tests.clusters import LocalCluster, Redkube
 from tests.conftest import REDIS, VALKEY, server_path
 from tests.datasets import assert_same_data, dumps, fill_every_type
-from tests.operator.conftest import Operator
+from tests.operator.conftest import Operator, metrics_url, scrape
 from tests.operator.test_kubectl_workflow import cluster_client, password
 from tests.operator.test_replica_scaling import ready_with
 from tests.s3server import ACCESS, BUCKET, SECRET, S3Server, running_s3
@@ -371,6 +371,17 @@ def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_canno
         assert len(pods(cp, namespace, f"redkube.io/cluster={name}")) == 2 * shards
     assert pods(cp, namespace, "redkube.io/restore-of") == {}, "loader Pods left"
     assert all(cluster_phase(cp, namespace, n)["phase"] == "Failed" for n in refused)
+    # The phase metric says what the status says (the loop alone finds these clusters Ready).
+    phases_served = {
+        (labels["cluster"], labels["phase"]): value
+        for name, labels, value in scrape(metrics_url(operator))
+        if name == "redkube_cluster_phase" and labels["cluster"].startswith(f"{namespace}/")
+    }
+    for name in refused:
+        assert phases_served[(f"{namespace}/{name}", "Failed")] == 1, phases_served
+        assert phases_served[(f"{namespace}/{name}", "Ready")] == 0, phases_served
+    for name in phases:
+        assert phases_served[(f"{namespace}/{name}", "Ready")] == 1, phases_served
     # A restore that is over (Complete or Failed) leaves each cluster's run alone: no run was
     # taken for dead and started again (it once was, every pass, for every restored cluster).
     restarted = [line for line in operator.read_text().splitlines()

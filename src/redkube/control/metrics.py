@@ -31,6 +31,8 @@ from redkube.model.specs import ClusterSpec
 from redkube.planning.assessing import Health
 
 CLUSTER = ("cluster",)
+# Every phase a status shows: the loop's own, and those a restore puts over it.
+PHASES = (*(each.value for each in Phase), "Restoring", "Failed")
 ASKED_PASSES = 5
 """A failover the loop asked for is its own when the master changes within this many passes."""
 NODE = ("cluster", "node", "shard", "role")
@@ -210,8 +212,7 @@ class LoopMetrics:
         failed: bool,
     ) -> None:
         """What one pass found (gauges) and did (counters)."""
-        for each in Phase:
-            self._set(self.phase, cluster, each.value, value=1 if each is phase else 0)
+        self.record_phase(cluster, phase.value)
         for family, value in (
             (self.nodes_desired, spec.total_members),
             (self.replicas_desired, spec.replicas),
@@ -239,6 +240,12 @@ class LoopMetrics:
         if failed:
             self._inc(self.step_errors, cluster)
         self._record_nodes(cluster, observation)
+
+    def record_phase(self, cluster: str, phase: str) -> None:
+        """The phase the cluster's status shows: the loop's own, or one the operator puts over
+        it (a restore under way or failed: not Ready, whatever the loop found)."""
+        for each in PHASES:
+            self._set(self.phase, cluster, each, value=1 if each == phase else 0)
 
     def _count_failovers(self, cluster: str, observation: Observation) -> None:
         """Count each shard whose master changed since the last pass, by reason: the loop's own

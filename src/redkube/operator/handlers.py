@@ -332,6 +332,8 @@ class ClusterRun:
         elif self.restore_state is not None and restore.get("phase") != "Complete" and ready:
             phase, ready = "Restoring", False
             message = f"restoring from {restore.get('source', '')}: {restore.get('message', '')}"
+        if phase != status.phase.value:  # the metric says what the status says
+            METRICS.record_phase(self.reconciler.metrics_label, phase)
         rollout = status.rollout
         new_status: JSON = {
             "phase": phase,
