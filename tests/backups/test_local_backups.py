@@ -5,6 +5,7 @@ point in time across shards under a writer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import stat
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from redkube.cli.local import admin_pool, observe_record
+from redkube.control.backing_up import back_up_streamed
+from redkube.model.backups import BackupManifest
 from redkube.model.slots import ALL_SLOTS, key_slot
+from redkube.platform.local.layout import ClusterLayout
+from redkube.platform.local.servers import inspect_server
+from redkube.platform.stores import open_store
 from tests.checks import redis_cli_check
 from tests.clusters import LocalCluster, Redkube
 from tests.conftest import REDIS, VALKEY, server_path
@@ -113,11 +120,33 @@ def tags_on_two_shards() -> tuple[str, str]:
     return first, last
 
 
+def streamed_backup(redkube: Redkube, name: str, folder: Path) -> str:
+    """The operator's way, on a local cluster: each snapshot received from its replica over the
+    network (SYNC), all shards at once, with writes paused until every one has forked."""
+    layout = ClusterLayout(redkube.home, name)
+    record = layout.load()
+
+    async def run() -> BackupManifest:
+        observation = await observe_record(layout, record)
+        async with admin_pool(layout, record) as pool:
+            return await back_up_streamed(
+                record.spec, inspect_server(record.server).release, observation, pool,
+                open_store(str(folder)), folder.parent / "work", lambda _: None,
+                lambda _done, _of: None, consistent=True,
+            )  # fmt: skip
+
+    (folder.parent / "work").mkdir()
+    manifest = asyncio.run(run())
+    return f"one point in time: writes paused {manifest.paused_ms:.0f} ms"
+
+
+@pytest.mark.parametrize("way", ["redkube backup", "streamed"])
 def test_a_consistent_backup_is_one_point_in_time_across_shards(
-    redkube: Redkube, server: str, tmp_path: Path
+    redkube: Redkube, server: str, tmp_path: Path, way: str
 ) -> None:
     """A writer sets {a}seq then {b}seq to the same n, on two shards, one after the other: in a
-    snapshot of one instant, {a}seq is n or n + 1 when {b}seq is n."""
+    snapshot of one instant, {a}seq is n or n + 1 when {b}seq is n. Both ways: the local one
+    (BGSAVE on each replica) and the operator's (SYNC from each replica)."""
     source = redkube.up_cluster("seq", 3, 1, server)
     a, b = tags_on_two_shards()
     stop = threading.Event()
@@ -137,9 +166,12 @@ def test_a_consistent_backup_is_one_point_in_time_across_shards(
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
-        said = redkube.ok(
-            "backup", "--name", "seq", "--to", str(tmp_path / "b"), "--consistent"
-        ).stdout
+        if way == "streamed":
+            said = streamed_backup(redkube, "seq", tmp_path / "b")
+        else:
+            said = redkube.ok(
+                "backup", "--name", "seq", "--to", str(tmp_path / "b"), "--consistent"
+            ).stdout
     finally:
         stop.set()
         writer.join(timeout=30)

@@ -22,12 +22,13 @@ MIGRATE_TIMEOUT_MS = 60000
 async def rdb_path(client: NodeClient) -> Path:
     """Where the node writes its snapshot (CONFIG GET dir and dbfilename)."""
     reply = await client.command("CONFIG", "GET", "dir")
-    folder = _config_value(reply, "dir")
+    folder = config_value(reply, "dir")
     reply = await client.command("CONFIG", "GET", "dbfilename")
-    return Path(folder) / _config_value(reply, "dbfilename")
+    return Path(folder) / config_value(reply, "dbfilename")
 
 
-def _config_value(reply: object, key: str) -> str:
+def config_value(reply: object, key: str) -> str:
+    """The value of a one-parameter CONFIG GET reply (a RESP2 pair or a RESP3 map)."""
     if isinstance(reply, dict):
         return str(reply[key])
     if isinstance(reply, list | tuple) and len(reply) == 2:

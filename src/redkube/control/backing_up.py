@@ -8,26 +8,35 @@ file, then loads the copy in a scratch server to check it and count its keys; `b
 network as a replica would (SYNC), all shards at once, and counts the keys the file declares.
 
 Each shard's snapshot is its own point in time. With ``consistent``, writes pause on every
-master (CLIENT PAUSE WRITE) until each source replica has all its master wrote and its BGSAVE
-forked: one point in time across shards, for the cost of that pause (reported).
+master (CLIENT PAUSE WRITE) until each source replica has all its master wrote and its snapshot
+forked (its BGSAVE; or, streamed, the fork its SYNC started, seen in INFO's ``total_forks``):
+one point in time across shards, for the cost of that pause (reported).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from redkube.admin.connections import AdminError, ClientPool, NodeClient
 from redkube.admin.rdb_streaming import stream_snapshot
 from redkube.admin.replies import parse_info
-from redkube.admin.snapshots import finish_save, rdb_path, start_save
-from redkube.model.backups import MANIFEST, BackupError, BackupManifest, ShardSnapshot
+from redkube.admin.snapshots import config_value, finish_save, rdb_path, start_save
+from redkube.model.backups import (
+    MANIFEST,
+    BackupError,
+    BackupManifest,
+    NotNow,
+    ShardSnapshot,
+)
 from redkube.model.observations import Observation
 from redkube.model.specs import ClusterSpec
 from redkube.planning.snapshots import SnapshotSource, snapshot_sources
@@ -37,6 +46,7 @@ from redkube.platform.stores import Store
 SAVE_TIMEOUT_S = 600.0
 LOAD_TIMEOUT_S = 600.0
 PAUSE_MS = 10000  # the longest writes may stay paused (CLIENT PAUSE's own timeout)
+DISKLESS_DELAY = "repl-diskless-sync-delay"
 CATCH_UP_TIMEOUT_S = 5.0
 
 
@@ -87,6 +97,7 @@ async def back_up_streamed(
     work: Path,
     progress: Callable[[str], None],
     stored: Callable[[int, int], None],
+    consistent: bool = False,
 ) -> BackupManifest:
     """``stored(done, of)`` hears each shard kept. The store's calls (blocking) run in threads,
     so that the caller's event loop (the operator's) keeps serving meanwhile."""
@@ -96,6 +107,7 @@ async def back_up_streamed(
     sources = snapshot_sources(spec, observation)
     started = time.time()
     done = 0
+    forks_before: dict[int, int] = {}  # consistent: each source's forks before its SYNC
 
     async def one(source: SnapshotSource) -> ShardSnapshot:
         nonlocal done
@@ -123,9 +135,26 @@ async def back_up_streamed(
             ended=time.time(),
         )  # fmt: skip
 
-    snapshots = await asyncio.gather(*(one(source) for source in sources))
+    paused_ms = 0.0
+    if consistent:
+        progress("pausing writes on every master until each snapshot has forked")
+        async with _writes_paused(sources, pool) as paused:
+            for source in sources:
+                forks_before[source.shard] = await _forks(pool.client(source.view.address))
+            streams = [asyncio.create_task(one(source)) for source in sources]
+            try:
+                await _until_forked(sources, pool, forks_before, streams)
+            except BaseException:
+                for stream in streams:
+                    stream.cancel()
+                await asyncio.gather(*streams, return_exceptions=True)
+                raise
+        paused_ms = paused.milliseconds
+        snapshots = await asyncio.gather(*streams)
+    else:
+        snapshots = await asyncio.gather(*(one(source) for source in sources))
     manifest = BackupManifest(
-        spec.name, server, tuple(snapshots), started, time.time(), consistent=False
+        spec.name, server, tuple(snapshots), started, time.time(), consistent, paused_ms
     )
     text = json.dumps(manifest.to_json(), indent=2) + "\n"
     await asyncio.to_thread(store.write_text, MANIFEST, text)
@@ -147,24 +176,88 @@ async def _start(client: NodeClient) -> int:
 async def _begin_all_paused(
     sources: tuple[SnapshotSource, ...], pool: ClientPool
 ) -> tuple[dict[int, tuple[int, float]], float]:
+    """Each source's BGSAVE forked while writes were paused: (saves before it, when) by shard,
+    and how long the pause lasted in ms."""
+    begun = {}
+    async with _writes_paused(sources, pool) as paused:
+        for source in sources:
+            client = pool.migration_client(source.view.address)
+            begun[source.shard] = (await start_save(client), time.time())
+    return begun, paused.milliseconds
+
+
+@dataclass
+class _Pause:
+    """How long writes were paused, once they are not any more."""
+
+    milliseconds: float = 0.0
+
+
+@contextlib.asynccontextmanager
+async def _writes_paused(
+    sources: tuple[SnapshotSource, ...], pool: ClientPool
+) -> AsyncIterator[_Pause]:
+    """Writes paused on every master, each source replica caught up with its master, and each
+    source's diskless-sync delay at 0 (a SYNC forks at once, not seconds later) until the block
+    ends; then all as it was. PAUSE_MS bounds the pause should this process die meanwhile."""
+    pause = _Pause()
     masters = [pool.client(s.master.address) for s in sources]
-    paused = time.monotonic()
+    delays: dict[NodeClient, str] = {}
+    began = time.monotonic()
     try:
         for master in masters:
             await master.command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
         for source, master in zip(sources, masters, strict=True):
+            client = pool.client(source.view.address)
             if source.view is not source.master:
-                await _caught_up(pool.client(source.view.address), master)
-        begun = {}
-        for source in sources:
-            begun[source.shard] = (
-                await start_save(pool.migration_client(source.view.address)),
-                time.time(),
-            )
+                await _caught_up(client, master)
+            reply = await client.command("CONFIG", "GET", DISKLESS_DELAY)
+            delays[client] = config_value(reply, DISKLESS_DELAY)
+            await client.command("CONFIG", "SET", DISKLESS_DELAY, "0")
+        yield pause
     finally:
         for master in masters:
-            await master.command("CLIENT", "UNPAUSE")
-    return begun, (time.monotonic() - paused) * 1000
+            with contextlib.suppress(AdminError):  # else its pause ends by itself (PAUSE_MS)
+                await master.command("CLIENT", "UNPAUSE")
+        pause.milliseconds = (time.monotonic() - began) * 1000
+        for client, delay in delays.items():
+            with contextlib.suppress(AdminError):  # a delay left at 0 only syncs sooner
+                await client.command("CONFIG", "SET", DISKLESS_DELAY, delay)
+
+
+async def _forks(client: NodeClient) -> int:
+    """The forks the node made since it started (INFO stats ``total_forks``)."""
+    forks = parse_info(await client.text("INFO", "stats")).get("total_forks")
+    if forks is None:
+        raise BackupError(f"{client.address} does not report total_forks (INFO stats)")
+    return int(forks)
+
+
+async def _until_forked(
+    sources: tuple[SnapshotSource, ...],
+    pool: ClientPool,
+    before: dict[int, int],
+    streams: list[asyncio.Task[ShardSnapshot]],
+) -> None:
+    """Until each source forked since ``before`` (its SYNC's snapshot; nothing else forks while
+    writes are paused), within the pause. A stream that failed meanwhile raises its error."""
+    deadline = time.monotonic() + PAUSE_MS / 1000 / 2
+    waiting = list(sources)
+    while waiting:
+        for stream in streams:
+            if stream.done():
+                stream.result()  # raises what the stream raised; a finished one has forked
+        waiting = [
+            s for s in waiting if await _forks(pool.client(s.view.address)) <= before[s.shard]
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise NotNow(
+                f"shard {waiting[0].shard}: its snapshot did not begin within "
+                f"{PAUSE_MS / 2000:.0f}s while writes were paused; try again"
+            )
+        await asyncio.sleep(0.005)
 
 
 async def _caught_up(replica: NodeClient, master: NodeClient) -> None:
