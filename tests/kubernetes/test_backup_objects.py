@@ -56,6 +56,7 @@ def test_a_backup_goes_under_its_prefix_and_name_with_default_keys() -> None:
         ({"s3": S3}, "spec.cluster must name a RedisCluster"),
         ({"cluster": "shop"}, "spec.s3 must name a bucket"),
         ({"cluster": "shop", "s3": {"bucket": "b"}}, "credentialsSecret must name a Secret"),
+        ({"cluster": "shop", "s3": S3, "consistent": "yes"}, "spec.consistent must be true or"),
     ],
 )
 def test_bad_backups_are_refused_with_their_field(spec: JSON, said: str) -> None:
@@ -75,6 +76,13 @@ def test_a_schedule_makes_backups_named_for_their_due_time_without_an_owner() ->
     }
     assert "ownerReferences" not in made["metadata"]  # deleting the cluster keeps its backups
     assert parse_backup(made).location == "s3://backups/shop-ns/shop/shop-20261201030000"
+    assert parse_backup(made).consistent is False
+    # A consistent schedule makes consistent backups.
+    consistent = cluster_object(backup={"schedule": "@daily", "consistent": True, "s3": S3})
+    schedule = parse_schedule(consistent)
+    assert schedule is not None
+    made = build_scheduled_backup(consistent, schedule, datetime(2026, 12, 1, tzinfo=UTC))
+    assert parse_backup(made).consistent is True
     assert parse_schedule(cluster_object()) is None
     with pytest.raises(SpecError, match=r"spec\.backup\.schedule: minute '61'"):
         parse_schedule(cluster_object(backup={"schedule": "61 * * * *", "s3": S3}))

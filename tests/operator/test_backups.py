@@ -51,6 +51,7 @@ spec:
     endpoint: %(endpoint)s
     credentialsSecret: {name: s3-credentials}
 """
+CONSISTENT_BACKUP = BACKUP + "  consistent: true\n"
 
 
 @pytest.fixture
@@ -309,8 +310,9 @@ def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_canno
         load = Writer(client, "load", max_seconds=300)
         load.start()
         try:
-            apply(cp, namespace, BACKUP % {"name": "first", "bucket": BUCKET,
-                                           "endpoint": s3.url})  # fmt: skip
+            # Consistent: writes paused on every master until each snapshot forked.
+            apply(cp, namespace, CONSISTENT_BACKUP % {"name": "first", "bucket": BUCKET,
+                                                      "endpoint": s3.url})  # fmt: skip
             status = eventually(
                 lambda: finished(cp, namespace, "first"), "the backup finished", 300
             )
@@ -320,7 +322,11 @@ def test_restores_into_two_and_three_shards_keep_every_key_and_refuse_what_canno
     assert written.failures == 0 and written.acknowledged, written.failures
     stored = int(str(status["keys"]))
     assert stored >= KEYS, status  # the data set, and what the writer had written by then
-    check_objects(s3, "first")
+    manifest = check_objects(s3, "first")
+    assert manifest["consistent"] is True and status["pausedMs"] == round(
+        float(str(manifest["paused_ms"]))
+    ), (status, manifest)
+    assert "one point in time, writes paused" in str(status["message"]), status
     cp.kubectl("delete", "rediscluster", "shop", "-n", namespace, "--wait=true")
     restore_locally(redkube, s3, str(status["location"]), VALKEY, before, keys, stored)
 

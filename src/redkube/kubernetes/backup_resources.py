@@ -15,6 +15,7 @@ import sys
 from redkube.kubernetes.resources import (
     JSON,
     condition_schema,
+    consistent_schema,
     integer,
     namespaced_definition,
     obj,
@@ -38,6 +39,7 @@ def spec_schema() -> JSON:
             "cluster": string(
                 "The RedisCluster to back up, in this namespace.", max_length=40, minLength=1
             ),
+            "consistent": consistent_schema(),
             "s3": s3_schema(),
         },
         required=["cluster", "s3"],
@@ -54,6 +56,10 @@ def status_schema() -> JSON:
             "location": string("Where it is kept: s3://bucket/prefix/name.", max_length=2048),
             "size": integer("Bytes in all (the snapshots).", format="int64", minimum=0),
             "keys": integer("Keys in all, as the snapshots declare them.", minimum=0),
+            "pausedMs": integer(
+                "How long writes were paused for a consistent backup, in milliseconds.",
+                minimum=0,
+            ),
             "server": string("The server family and version the snapshots come from."),
             "attempts": integer(
                 "Times the operator began it (more than 1: an operator restarted during it).",

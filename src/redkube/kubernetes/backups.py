@@ -69,6 +69,7 @@ class BackupObject:
     namespace: str
     cluster: str
     target: S3Target
+    consistent: bool = False
 
     @property
     def location(self) -> str:
@@ -83,7 +84,14 @@ def parse_backup(obj: Mapping[str, Any]) -> BackupObject:
     if not cluster:
         raise SpecError("spec.cluster must name a RedisCluster")
     target = _s3(spec.get("s3"), "spec.s3", f"{namespace}/{cluster}")
-    return BackupObject(str(meta.get("name", "")), namespace, cluster, target)
+    consistent = _flag(spec.get("consistent", False), "spec.consistent")
+    return BackupObject(str(meta.get("name", "")), namespace, cluster, target, consistent)
+
+
+def _flag(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise SpecError(f"{where} must be true or false (got {raw!r})")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class BackupSchedule:
     schedule: Schedule
     keep: int
     target: S3Target
+    consistent: bool = False
 
 
 def parse_schedule(obj: Mapping[str, Any]) -> BackupSchedule | None:
@@ -112,7 +121,9 @@ def parse_schedule(obj: Mapping[str, Any]) -> BackupSchedule | None:
         raise SpecError(f"spec.backup.keep must be a whole number from 1 (got {keep!r})")
     namespace = str(meta.get("namespace") or "default")
     default_prefix = f"{namespace}/{meta.get('name', '')}"
-    return BackupSchedule(schedule, keep, _s3(raw.get("s3"), "spec.backup.s3", default_prefix))
+    target = _s3(raw.get("s3"), "spec.backup.s3", default_prefix)
+    consistent = _flag(raw.get("consistent", False), "spec.backup.consistent")
+    return BackupSchedule(schedule, keep, target, consistent)
 
 
 def scheduled_name(cluster: str, due: datetime) -> str:
@@ -147,7 +158,7 @@ def build_scheduled_backup(
             "namespace": meta.get("namespace") or "default",
             "labels": {CLUSTER_LABEL: str(meta["name"]), SCHEDULED_LABEL: "true"},
         },
-        "spec": {"cluster": str(meta["name"]), "s3": s3},
+        "spec": {"cluster": str(meta["name"]), "consistent": schedule.consistent, "s3": s3},
     }
 
 

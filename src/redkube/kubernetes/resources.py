@@ -399,6 +399,15 @@ def placement_schema() -> JSON:
     )
 
 
+def consistent_schema() -> JSON:
+    return boolean(
+        "One point in time across shards: writes pause on every master (CLIENT PAUSE WRITE)"
+        " until each shard's snapshot has begun (its fork), usually milliseconds; the status"
+        " says how long. Off: each shard's snapshot is its own point in time.",
+        False,
+    )
+
+
 def s3_schema() -> JSON:
     return obj(
         "S3-compatible object storage. Each backup goes under <prefix>/<backup name>/ in the"
@@ -597,6 +606,7 @@ def spec_schema() -> JSON:
                         minimum=1,
                         maximum=1000,
                     ),
+                    "consistent": consistent_schema(),
                     "s3": s3_schema(),
                 },
                 required=["schedule", "s3"],

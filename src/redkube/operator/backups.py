@@ -66,14 +66,18 @@ class BackupWait(Exception):
 
 
 def _complete_status(manifest: BackupManifest, location: str) -> JSON:
+    message = f"{len(manifest.shards)} shards, {manifest.keys:,} keys"
+    if manifest.consistent:
+        message += f"; one point in time, writes paused {manifest.paused_ms:.0f} ms"
     return {
         "phase": "Complete",
-        "message": f"{len(manifest.shards)} shards, {manifest.keys:,} keys",
+        "message": message,
         "progress": f"{len(manifest.shards)}/{len(manifest.shards)}",
         "location": location,
         "size": sum(s.size for s in manifest.shards),
         "keys": manifest.keys,
         "server": manifest.server,
+        "pausedMs": round(manifest.paused_ms) if manifest.consistent else None,
         "completedAt": _now(),
         "conditions": [_condition("Complete", True, "BackupComplete", location)],
     }
@@ -121,6 +125,7 @@ async def _take_once(
                 Path(work),
                 lambda message: offer({"message": message}),
                 lambda done, of: offer({"progress": f"{done}/{of}"}),
+                backup.consistent,
             )
     except NotNow as error:
         raise BackupWait(str(error)) from error
