@@ -136,9 +136,12 @@ def reference_backup(home: Path, name: str, folder: Path, s3: bool) -> float:
     return time.monotonic() - started
 
 
-def streamed_backup(home: Path, name: str, target: str, work: Path) -> float:
+def streamed_backup(
+    home: Path, name: str, target: str, work: Path, consistent: bool = False
+) -> float:
     """The operator's way (no file of a node read): each shard's snapshot received from its
-    replica over the network (REPLCONF rdb-only + SYNC), all shards at once, then stored."""
+    replica over the network (REPLCONF rdb-only + SYNC), all shards at once, then stored; with
+    ``consistent``, writes paused on every master until every snapshot forked."""
     os.environ.update({**S3_ENV, "REDKUBE_HOME": str(home)})
     from redkube.admin.connections import ClientPool
     from redkube.cli.local import observe_record
@@ -153,7 +156,8 @@ def streamed_backup(home: Path, name: str, target: str, work: Path) -> float:
         pool = ClientPool(layout.credentials().current)
         try:
             await back_up_streamed(record.spec, "bench", observation, pool, open_store(target),
-                                   work, lambda _: None, lambda _done, _of: None)  # fmt: skip
+                                   work, lambda _: None, lambda _done, _of: None,
+                                   consistent)  # fmt: skip
         finally:
             await pool.close()
 
@@ -189,6 +193,18 @@ def main() -> None:
         redkube(home, "backup", "--name", "data", "--to", target)
         ours = time.monotonic() - started
         streamed = streamed_backup(home, "data", target + "-streamed", work / "streamed")
+        started = time.monotonic()
+        redkube(home, "backup", "--name", "data", "--to", target + "-consistent", "--consistent")
+        ours_consistent = time.monotonic() - started
+        streamed_consistent = streamed_backup(
+            home, "data", target + "-streamed-consistent", work / "streamed-consistent", True
+        )
+        paused = {
+            way: json.loads((ours_files.parent / f"redkube-{way}" / "manifest.json").read_text())[
+                "paused_ms"
+            ]
+            for way in ("consistent", "streamed-consistent")
+        }
         theirs = reference_backup(home, "data", work / "reference", args.s3)
         ours_mb = size_of(ours_files) / 1024 / 1024
         theirs_mb = size_of(work / "reference") / 1024 / 1024
@@ -220,6 +236,12 @@ def main() -> None:
           f"{keys / ours:10,.0f}")  # fmt: skip
     print(f"{'operator path (SYNC from replicas)':34} {streamed:8.1f} {ours_mb / streamed:8.1f} "
           f"{keys / streamed:10,.0f}")  # fmt: skip
+    print(f"{'redkube backup --consistent':34} {ours_consistent:8.1f} "
+          f"{ours_mb / ours_consistent:8.1f} {keys / ours_consistent:10,.0f}"
+          f"   writes paused {paused['consistent']:.0f} ms")  # fmt: skip
+    print(f"{'operator path, consistent':34} {streamed_consistent:8.1f} "
+          f"{ours_mb / streamed_consistent:8.1f} {keys / streamed_consistent:10,.0f}"
+          f"   writes paused {paused['streamed-consistent']:.0f} ms")  # fmt: skip
     reference = "redis-cli --rdb + boto3 upload" if args.s3 else "redis-cli --rdb, each master"
     print(f"{reference:34} {theirs:8.1f} {theirs_mb / theirs:8.1f} "
           f"{keys / theirs:10,.0f}")  # fmt: skip
