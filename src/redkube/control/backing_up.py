@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,7 @@ SAVE_TIMEOUT_S = 600.0
 LOAD_TIMEOUT_S = 600.0
 PAUSE_MS = 10000  # the longest writes may stay paused (CLIENT PAUSE's own timeout)
 DISKLESS_DELAY = "repl-diskless-sync-delay"
-CATCH_UP_TIMEOUT_S = 5.0
+CATCH_UP_TIMEOUT_S = 5.0  # then up to PAUSE_MS / 4 for the forks: all well within the pause
 
 
 async def back_up(
@@ -241,39 +241,46 @@ async def _until_forked(
 ) -> None:
     """Until each source forked since ``before`` (its SYNC's snapshot; nothing else forks while
     writes are paused), within the pause. A stream that failed meanwhile raises its error."""
-    deadline = time.monotonic() + PAUSE_MS / 1000 / 2
     waiting = list(sources)
-    while waiting:
+
+    async def forked() -> bool:
+        nonlocal waiting
         for stream in streams:
             if stream.done():
                 stream.result()  # raises what the stream raised; a finished one has forked
         waiting = [
             s for s in waiting if await _forks(pool.client(s.view.address)) <= before[s.shard]
         ]
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            raise NotNow(
-                f"shard {waiting[0].shard}: its snapshot did not begin within "
-                f"{PAUSE_MS / 2000:.0f}s while writes were paused; try again"
-            )
-        await asyncio.sleep(0.005)
+        return not waiting
+
+    await _while_paused(
+        forked, PAUSE_MS / 4000, lambda: f"shard {waiting[0].shard}: its snapshot did not begin"
+    )
 
 
 async def _caught_up(replica: NodeClient, master: NodeClient) -> None:
     """Until the replica has every byte its (paused) master wrote."""
     wanted = int(parse_info(await master.text("INFO", "replication"))["master_repl_offset"])
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-    while True:
+
+    async def there() -> bool:
         info = parse_info(await replica.text("INFO", "replication"))
-        if int(info.get("slave_repl_offset", "-1")) >= wanted:
-            return
+        return int(info.get("slave_repl_offset", "-1")) >= wanted
+
+    await _while_paused(
+        there, CATCH_UP_TIMEOUT_S, lambda: f"{replica.address} did not catch up with its master"
+    )
+
+
+async def _while_paused(
+    done: Callable[[], Awaitable[bool]], seconds: float, failure: Callable[[], str]
+) -> None:
+    """Poll ``done`` until it holds; NotNow (a later try may succeed) if it does not within
+    ``seconds``, which must end well before the pause does."""
+    deadline = time.monotonic() + seconds
+    while not await done():
         if time.monotonic() > deadline:
-            raise BackupError(
-                f"{replica.address} did not catch up with its master within "
-                f"{CATCH_UP_TIMEOUT_S:.0f}s while writes were paused; try again"
-            )
-        await asyncio.sleep(0.01)
+            raise NotNow(f"{failure()} within {seconds:.0f}s while writes were paused; try again")
+        await asyncio.sleep(0.005)
 
 
 async def _keep(
