@@ -261,6 +261,25 @@ def test_a_schedule_keeps_the_newest_n_and_deletes_the_others_objects(
     # The S3 secret key is in no Event and no line the operator logged.
     assert SECRET not in json.dumps(shop_events) and SECRET not in operator.read_text()
 
+    # A schedule that does not parse shows in the status (the cluster stays Ready); fixed, the
+    # condition says so again.
+    def scheduled_condition() -> dict[str, str] | None:
+        status = get(cp, namespace, "rediscluster", "shop").get("status") or {}
+        found = [c for c in status.get("conditions") or [] if c["type"] == "BackupScheduled"]
+        return found[0] if found else None
+
+    assert (scheduled_condition() or {}).get("status") == "True", scheduled_condition()
+    apply(cp, namespace, scheduled("61 * * * *"))
+    bad = eventually(
+        lambda: (c := scheduled_condition()) and c["status"] == "False" and c,
+        "BackupScheduled False", 60,
+    )  # fmt: skip
+    assert bad["reason"] == "InvalidSchedule" and "minute '61'" in bad["message"], bad
+    assert ready_with(cp, namespace, 6)
+    apply(cp, namespace, scheduled("@yearly"))
+    eventually(lambda: (scheduled_condition() or {}).get("status") == "True",
+               "BackupScheduled True again", 60)  # fmt: skip
+
 
 def client_of(cp: ControlPlane, namespace: str, name: str) -> RedisCluster:
     """redis-py's cluster client on the cluster ``name``'s Pods, with its password."""

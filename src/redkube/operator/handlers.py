@@ -27,7 +27,7 @@ from redkube.admin.connections import ClientPool
 from redkube.control.metrics import LoopMetrics
 from redkube.control.reconciling import Reconciler
 from redkube.control.statuses import LoopStatus, Phase
-from redkube.kubernetes.backups import parse_restore
+from redkube.kubernetes.backups import parse_restore, parse_schedule
 from redkube.kubernetes.building import (
     DEFAULT_OPERATOR_NAMESPACE,
     PASSWORD_KEY,
@@ -232,6 +232,8 @@ class ClusterRun:
         # A spec change refused before anything was applied (a version the data cannot
         # survive): said first in the status until the spec changes.
         self.refusal: str | None = None
+        # spec.backup, when set: None while its schedule is valid, else why not (a condition).
+        self.schedule_problem: str | None = _schedule_problem(body)
         self.stop = asyncio.Event()
         self.platform = KubernetesPlatform(
             api(), cluster.namespace, cluster.cluster, target_revision
@@ -378,6 +380,16 @@ class ClusterRun:
                 ),
             ],
         }
+        if "backup" in (self.body.get("spec") or {}):
+            problem = self.schedule_problem
+            new_status["conditions"].append(
+                _condition(
+                    "BackupScheduled",
+                    problem is None,
+                    "InvalidSchedule" if problem else "Scheduled",
+                    problem or "the operator creates a RedisClusterBackup when it is due",
+                )
+            )
         if self.restore_state is not None:
             new_status["conditions"].append(
                 _condition(
@@ -388,9 +400,20 @@ class ClusterRun:
                 )
             )
         comparable = {k: v for k, v in new_status.items() if k != "conditions"}
+        comparable["backup schedule problem"] = self.schedule_problem  # compared, not written
         if comparable != self._last_status or self._statuses.failed:
             self._last_status = comparable
             self._statuses.offer(new_status)
+
+
+def _schedule_problem(body: JSON) -> str | None:
+    """Why spec.backup cannot be scheduled (a bad cron expression, keep, or S3 field); None when
+    it can or there is none. The cluster runs on either way."""
+    try:
+        parse_schedule(body)
+    except SpecError as error:
+        return str(error)
+    return None
 
 
 def _cluster_log(cluster: RedisCluster) -> Callable[[str], None]:
@@ -531,6 +554,8 @@ async def run_cluster(
                         )
                         run.start()
                     run.cluster = cluster
+                    run.body = body
+                    run.schedule_problem = _schedule_problem(body)
                     run.refusal = None
                     run.platform.target_revision = revision(cluster)
                     run.generation = generation
