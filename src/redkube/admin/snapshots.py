@@ -72,13 +72,14 @@ async def move_all_keys(
     owner_of: Callable[[int], Address],
     password: str | None,
     moved: Callable[[int], None],
-    replace: bool = False,
+    keep_existing: bool = False,
 ) -> int:
     """Every key of ``source`` (a scratch server holding a snapshot) MIGRATEd, in batches, to the
-    node that owns its slot (``owner_of(slot)``): TTLs kept, no REPLACE (a key already there is
-    an error, never overwritten) unless ``replace`` (a snapshot moved again after an interrupted
-    move: the keys already there came from it). ``moved`` hears each batch's count; returns the
-    total."""
+    node that owns its slot (``owner_of(slot)``): TTLs kept, never REPLACE. A key already there
+    is an error, unless ``keep_existing`` (a snapshot moved again after an interrupted move):
+    then the key there stays as it is (it came from this snapshot, or a client has written it
+    since, which is newer) and the source's copy is dropped. ``moved`` hears each batch's count;
+    returns the total (keys kept counted as in)."""
     total = 0
     cursor = 0
     while True:
@@ -90,28 +91,56 @@ async def move_all_keys(
         for key in keys:
             batches[owner_of(key_slot(key))].append(key)
         for target, batch in batches.items():
-            total += await _migrate(source, target, password, batch, replace)
+            total += await _migrate(source, target, password, batch, keep_existing)
         if keys:
             moved(total)
         if cursor == 0:
             return total
 
 
+BUSY = "BUSYKEY"  # the target holds the key already (MIGRATE without REPLACE)
+
+
 async def _migrate(
-    source: NodeClient, target: Address, password: str | None, keys: list[bytes], replace: bool
+    source: NodeClient,
+    target: Address,
+    password: str | None,
+    keys: list[bytes],
+    keep_existing: bool,
 ) -> int:
-    auth: tuple[str, ...] = ("AUTH", password) if password else ()
-    flags: tuple[str, ...] = ("REPLACE",) if replace else ()
-    reply = await source.command(
-        "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *flags, *auth,
-        "KEYS", *keys, attempts=1,
-    )  # fmt: skip
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    """The batch moved: how many of its keys are in the target now (not those that expired)."""
+    text = await _migrate_once(source, target, password, keys)
     if text == "NOKEY":  # every key of the batch expired meanwhile
         return 0
-    if text != "OK":
+    if text == "OK":
+        return len(keys)
+    if not (keep_existing and BUSY in text):
         raise AdminError(f"{source.address}: MIGRATE to {target}: {text}")
+    # MIGRATE went on past the busy keys, dropping from the source every key it moved: what
+    # is left goes one by one (NOKEY: moved already), each busy one kept where it is. All
+    # count as in (one that expired meanwhile too: which did is not known here).
+    for key in keys:
+        text = await _migrate_once(source, target, password, [key])
+        if BUSY in text:
+            await source.command("DEL", key)
+        elif text not in ("OK", "NOKEY"):
+            raise AdminError(f"{source.address}: MIGRATE to {target}: {text}")
     return len(keys)
+
+
+async def _migrate_once(
+    source: NodeClient, target: Address, password: str | None, keys: list[bytes]
+) -> str:
+    """MIGRATE's reply as text (an error reply too: the caller judges it)."""
+    auth: tuple[str, ...] = ("AUTH", password) if password else ()
+    try:
+        reply = await source.command(
+            "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth,
+            "KEYS", *keys, attempts=1,
+        )  # fmt: skip
+    except AdminError as error:
+        return str(error)
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def owners(slots_by_address: Mapping[Address, frozenset[int]]) -> Callable[[int], Address]:

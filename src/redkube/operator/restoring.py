@@ -5,8 +5,9 @@ are moved by slot into the cluster's masters (MIGRATE, TTLs kept). Any shard cou
 slot, whichever shard held them.
 
 Level-triggered and resumable: `status.restore.snapshotsDone` says which snapshots are in. An
-operator restarted during a snapshot moves that snapshot again with REPLACE (the keys already
-there came from it). The cluster is not Ready until every snapshot is in, and a restore that
+operator restarted during a snapshot moves that snapshot again, keeping each key already there
+(it came from that snapshot, or a client wrote it since: never overwritten). The cluster is not
+Ready until every snapshot is in, and a restore that
 cannot be done (a missing backup, one the image cannot load, a cluster that holds keys already)
 is Failed with its reason, never Ready.
 """
@@ -167,21 +168,21 @@ class Restore:
                 continue
             label = f"snapshot {len(done) + 1}/{len(manifest.shards)} (shard {snapshot.shard})"
             if began:
-                log.info("%s/%s: restore going on after a restart: %s moves again with REPLACE",
+                log.info("%s/%s: restore going on after a restart: %s moves again, keys there kept",
                          self.cluster.namespace, self.cluster.name, label)  # fmt: skip
             with tempfile.TemporaryDirectory(prefix="redkube-restore-") as work:
                 part = dataclasses.replace(manifest, shards=(snapshot,))
                 self._say(message=f"{label}: fetching {snapshot.size:,} bytes")
                 await asyncio.to_thread(fetch_snapshots, store, part, Path(work), lambda _: None)
                 moved = await self._load_one(
-                    snapshot.shard, Path(work) / snapshot.file, label, replace=began
+                    snapshot.shard, Path(work) / snapshot.file, label, resumed=began
                 )
             began = False  # only the snapshot under way when an operator stopped moves again
             done.append(snapshot.shard)
             self._say(snapshotsDone=sorted(done), keys=int(self.state["keys"]) + moved,
                       message=f"{label}: {moved:,} keys in")  # fmt: skip
 
-    async def _load_one(self, index: int, snapshot: Path, label: str, replace: bool) -> int:
+    async def _load_one(self, index: int, snapshot: Path, label: str, resumed: bool) -> int:
         password = secrets.token_urlsafe(24)
         ip = await self._start_loader(index, password, label)
         server = SnapshotServer(snapshot)
@@ -206,7 +207,7 @@ class Restore:
                           f"{done + count:,} in all")  # fmt: skip
 
         try:
-            total = await move_all_keys(client, owner_of, self.pool.password, moved, replace)
+            total = await move_all_keys(client, owner_of, self.pool.password, moved, resumed)
         finally:
             await client.close()
         await self._delete_loader(index)
