@@ -97,8 +97,16 @@ def test_a_backup_without_its_manifest_or_with_a_damaged_file_is_never_restored(
     unfinished = tmp_path / "unfinished"
     shutil.copytree(backup, unfinished)
     (unfinished / "manifest.json").unlink()  # as a backup killed before its end leaves it
+    newer = tmp_path / "newer"  # written by a later redkube, in a format this one cannot read
+    shutil.copytree(backup, newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    (newer / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
 
-    for where, why in ((unfinished, "no complete backup"), (damaged, "does not match")):
+    for where, why in (
+        (unfinished, "no complete backup"),
+        (damaged, "does not match"),
+        (newer, "a backup manifest of format 99; this redkube reads 1"),
+    ):
         done = redkube.run("restore", "--from", str(where), "--name", "never", "--server", server)
         assert done.returncode == 1, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()
