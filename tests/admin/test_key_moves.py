@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from redkube.admin.connections import AdminError, NodeClient
+from redkube.admin.connections import AdminError, NodeClient, migrate_auth
 from redkube.admin.snapshots import move_all_keys
 from redkube.model.addresses import Address
 from tests.admin import standalone
@@ -34,7 +34,8 @@ def move(source: Node, target: Node, password: str, keep_existing: bool) -> int:
         client = NodeClient(Address(HOST, source.port), password, timeout=30.0, decode=False)
         try:
             return await move_all_keys(
-                client, lambda _slot: Address(HOST, target.port), password, lambda _: None,
+                client, lambda _slot: Address(HOST, target.port), migrate_auth(password),
+                lambda _: None,
                 keep_existing,
             )  # fmt: skip
         finally:

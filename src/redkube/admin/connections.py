@@ -50,7 +50,9 @@ class NodeClient:
         timeout: float = 1.0,
         decode: bool = True,
         tls: ClientTls | None = None,
+        username: str | None = None,
     ) -> None:
+        """``username``: an ACL user (None: the default user)."""
         self.address = address
         secure: dict[str, object] = {}
         if tls is not None:
@@ -63,6 +65,7 @@ class NodeClient:
         self._redis = aioredis.Redis(
             host=address.host,
             port=address.port,
+            username=username,
             password=password,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
@@ -195,15 +198,27 @@ class NodeClient:
 MIGRATION_TIMEOUT_S = 30.0
 
 
+def migrate_auth(password: str | None, username: str | None = None) -> tuple[str, ...]:
+    """MIGRATE's AUTH or AUTH2 arguments (none without a password)."""
+    if not password:
+        return ()
+    return ("AUTH2", username, password) if username else ("AUTH", password)
+
+
 class ClientPool:
     """One NodeClient per address, reused across reconcile passes; one with a longer timeout
     for moving slots; and one of those that keeps key names as bytes (a key name need not be
     text)."""
 
     def __init__(
-        self, password: str | None, timeout: float = 1.0, tls: ClientTls | None = None
+        self,
+        password: str | None,
+        timeout: float = 1.0,
+        tls: ClientTls | None = None,
+        username: str | None = None,
     ) -> None:
         self.password = password
+        self.username = username
         self.tls = tls
         self._timeout = timeout
         self._clients: dict[Address, NodeClient] = {}
@@ -211,18 +226,23 @@ class ClientPool:
         self._keys: dict[Address, NodeClient] = {}
         self._retired: list[NodeClient] = []
 
-    def use_password(self, password: str) -> None:
-        """Clients made from now on authenticate with ``password``; those already open go on
-        with the old one (still accepted while a rotation's grace period lasts) until close()."""
-        self.password = password
+    def use_credentials(self, password: str, username: str | None) -> None:
+        """Clients made from now on authenticate as ``username`` (None: the default user) with
+        ``password``; those already open go on as they were (still accepted while a rotation's
+        grace period lasts, or until the default user is switched off) until close()."""
+        self.password, self.username = password, username
         self._retired += [*self._clients.values(), *self._slow.values(), *self._keys.values()]
         self._clients, self._slow, self._keys = {}, {}, {}
+
+    def migrate_auth(self) -> tuple[str, ...]:
+        """MIGRATE's credentials for the target node: the same as the pool's."""
+        return migrate_auth(self.password, self.username)
 
     def client(self, address: Address) -> NodeClient:
         found = self._clients.get(address)
         if found is None:
             found = self._clients[address] = NodeClient(
-                address, self.password, self._timeout, tls=self.tls
+                address, self.password, self._timeout, tls=self.tls, username=self.username
             )
         return found
 
@@ -230,7 +250,7 @@ class ClientPool:
         found = self._slow.get(address)
         if found is None:
             found = self._slow[address] = NodeClient(
-                address, self.password, MIGRATION_TIMEOUT_S, tls=self.tls
+                address, self.password, MIGRATION_TIMEOUT_S, tls=self.tls, username=self.username
             )
         return found
 
@@ -238,7 +258,12 @@ class ClientPool:
         found = self._keys.get(address)
         if found is None:
             found = self._keys[address] = NodeClient(
-                address, self.password, MIGRATION_TIMEOUT_S, decode=False, tls=self.tls
+                address,
+                self.password,
+                MIGRATION_TIMEOUT_S,
+                decode=False,
+                tls=self.tls,
+                username=self.username,
             )
         return found
 

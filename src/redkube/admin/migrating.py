@@ -128,11 +128,11 @@ async def _open_and_migrate(move: SlotMove, pool: ClientPool) -> Moved:
     )
     _raise_errors(move.source, "SETSLOT MIGRATING", replies, allowed="not the owner")
     keys = pool.key_client(move.source), pool.key_client(move.target)
-    return await _migrate_keys(*keys, slots, pool.password)
+    return await _migrate_keys(*keys, slots, pool.migrate_auth())
 
 
 async def _migrate_keys(
-    source: NodeClient, target_client: NodeClient, slots: list[int], password: str | None
+    source: NodeClient, target_client: NodeClient, slots: list[int], auth: tuple[str, ...]
 ) -> Moved:
     """MIGRATE every key of the slots to the target, in batches per slot, until none is left
     on the source (new keys of a migrating slot go to the target by ASK)."""
@@ -141,7 +141,6 @@ async def _migrate_keys(
     target = target_client.address
     pending = list(slots)
     previous: list[object] = []
-    auth: tuple[str, ...] = ("AUTH", password) if password else ()
     while pending:
         listed = await source.pipeline(
             ("CLUSTER", "GETKEYSINSLOT", s, KEYS_PER_MIGRATE) for s in pending

@@ -70,12 +70,13 @@ async def finish_save(client: NodeClient, before: int, timeout_s: float) -> None
 async def move_all_keys(
     source: NodeClient,
     owner_of: Callable[[int], Address],
-    password: str | None,
+    auth: tuple[str, ...],
     moved: Callable[[int], None],
     keep_existing: bool = False,
 ) -> int:
     """Every key of ``source`` (a scratch server holding a snapshot) MIGRATEd, in batches, to the
-    node that owns its slot (``owner_of(slot)``): TTLs kept, never REPLACE. A key already there
+    node that owns its slot (``owner_of(slot)``; ``auth``: MIGRATE's, see
+    ``connections.migrate_auth``): TTLs kept, never REPLACE. A key already there
     is an error, unless ``keep_existing`` (a snapshot moved again after an interrupted move):
     then the key there stays as it is (it came from this snapshot, or a client has written it
     since, which is newer) and the source's copy is dropped. ``moved`` hears each batch's count;
@@ -91,7 +92,7 @@ async def move_all_keys(
         for key in keys:
             batches[owner_of(key_slot(key))].append(key)
         for target, batch in batches.items():
-            total += await _migrate(source, target, password, batch, keep_existing)
+            total += await _migrate(source, target, auth, batch, keep_existing)
         if keys:
             moved(total)
         if cursor == 0:
@@ -104,12 +105,12 @@ BUSY = "BUSYKEY"  # the target holds the key already (MIGRATE without REPLACE)
 async def _migrate(
     source: NodeClient,
     target: Address,
-    password: str | None,
+    auth: tuple[str, ...],
     keys: list[bytes],
     keep_existing: bool,
 ) -> int:
     """The batch moved: how many of its keys are in the target now (not those that expired)."""
-    text = await _migrate_once(source, target, password, keys)
+    text = await _migrate_once(source, target, auth, keys)
     if text == "NOKEY":  # every key of the batch expired meanwhile
         return 0
     if text == "OK":
@@ -120,7 +121,7 @@ async def _migrate(
     # is left goes one by one (NOKEY: moved already), each busy one kept where it is. All
     # count as in (one that expired meanwhile too: which did is not known here).
     for key in keys:
-        text = await _migrate_once(source, target, password, [key])
+        text = await _migrate_once(source, target, auth, [key])
         if BUSY in text:
             await source.command("DEL", key)
         elif text not in ("OK", "NOKEY"):
@@ -129,10 +130,9 @@ async def _migrate(
 
 
 async def _migrate_once(
-    source: NodeClient, target: Address, password: str | None, keys: list[bytes]
+    source: NodeClient, target: Address, auth: tuple[str, ...], keys: list[bytes]
 ) -> str:
     """MIGRATE's reply as text (an error reply too: the caller judges it)."""
-    auth: tuple[str, ...] = ("AUTH", password) if password else ()
     try:
         reply = await source.command(
             "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth,

@@ -61,7 +61,7 @@ async def restore(
             ) -> None:
                 progress(f"{label}: {count:,} of {of:,} keys; {done + count:,} in all")
 
-            total += await move_all_keys(client, owner_of, pool.password, moved)
+            total += await move_all_keys(client, owner_of, pool.migrate_auth(), moved)
         finally:
             await client.close()
             await scratch.stop()

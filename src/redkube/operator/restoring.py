@@ -207,7 +207,7 @@ class Restore:
                           f"{done + count:,} in all")  # fmt: skip
 
         try:
-            total = await move_all_keys(client, owner_of, self.pool.password, moved, resumed)
+            total = await move_all_keys(client, owner_of, self.pool.migrate_auth(), moved, resumed)
         finally:
             await client.close()
         await self._delete_loader(index)
