@@ -13,16 +13,18 @@ from tests.clusters import LocalCluster
 
 def redis_cli_check(cluster: LocalCluster) -> str:
     """`redis-cli --cluster check` must find every slot covered and all nodes agreeing."""
-    return redis_cli_check_at(cluster.members()[0]["ip"], cluster.password, cluster.cli_tls)
+    user = ["--user", cluster.username] if cluster.username else []
+    ip = cluster.members()[0]["ip"]
+    return redis_cli_check_at(ip, cluster.password, [*cluster.cli_tls, *user])
 
 
-def redis_cli_check_at(ip: str, password: str, tls: Sequence[str] = ()) -> str:
-    """`redis-cli --cluster check` through the node at `ip`, port 6379 (``tls``: redis-cli's
-    TLS options)."""
+def redis_cli_check_at(ip: str, password: str, options: Sequence[str] = ()) -> str:
+    """`redis-cli --cluster check` through the node at `ip`, port 6379 (``options``: redis-cli's
+    TLS options, its ACL user)."""
     cli = shutil.which("redis-cli")
     assert cli is not None, "redis-cli (Debian redis-tools) is required"
     done = subprocess.run(
-        [cli, *tls, "-a", password, "--no-auth-warning", "--cluster", "check", f"{ip}:6379"],
+        [cli, *options, "-a", password, "--no-auth-warning", "--cluster", "check", f"{ip}:6379"],
         capture_output=True,
         text=True,
         timeout=30,

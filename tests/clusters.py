@@ -50,6 +50,12 @@ class LocalCluster:
     def password(self) -> str:
         return (self.dir / "password").read_text().strip()
 
+    @property
+    def username(self) -> str | None:
+        """redkube's own ACL user once the cluster has users (None: the default user)."""
+        marker = self.dir / "admin-user"
+        return marker.read_text().strip() if marker.exists() else None
+
     def status(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.dir / "status.json").read_text())
         return data
@@ -89,6 +95,7 @@ class LocalCluster:
         return redis.Redis(
             host=self.member(name)["ip"],
             port=6379,
+            username=self.username,
             password=self.password,
             decode_responses=True,
             socket_timeout=5,
@@ -99,6 +106,7 @@ class LocalCluster:
         nodes = [ClusterNode(m["ip"], 6379) for m in self.members()]
         return RedisCluster(
             startup_nodes=nodes,
+            username=self.username,
             password=self.password,
             decode_responses=True,
             socket_timeout=2,

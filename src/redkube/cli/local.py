@@ -350,8 +350,10 @@ async def observe_record(layout: ClusterLayout, record: ClusterRecord) -> Observ
         )
         for m in record.members
     ]
-    password = layout.credentials().current
-    pool = ClientPool(password, timeout=0.5, tls=layout.client_tls(record.spec))
+    credentials = layout.credentials()
+    pool = ClientPool(
+        credentials.current, 0.5, layout.client_tls(record.spec), username=credentials.user
+    )
     try:
         return await observe(members, pool)
     finally:
@@ -589,7 +591,10 @@ async def _restore(
 @contextlib.asynccontextmanager
 async def admin_pool(layout: ClusterLayout, record: ClusterRecord) -> AsyncIterator[ClientPool]:
     """redkube's clients of the cluster's nodes, closed after."""
-    pool = ClientPool(layout.credentials().current, tls=layout.client_tls(record.spec))
+    credentials = layout.credentials()
+    pool = ClientPool(
+        credentials.current, tls=layout.client_tls(record.spec), username=credentials.user
+    )
     try:
         yield pool
     finally:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from redkube import __version__
-from redkube.cli import kubernetes_status, local, rendering_manifests
+from redkube.cli import kubernetes_status, local, rendering_manifests, users
 from redkube.cli.exits import ExitStatus, UserError
 from redkube.cli.kubernetes_status import kubeconfig_present
 from redkube.model.backups import BackupError
@@ -156,6 +156,29 @@ def build_parser() -> Parser:
     restore.add_argument("--server", help="server binary (default: as `redkube up` picks)")
     restore.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
 
+    user = commands.add_parser(
+        "user", help="ACL users of a local cluster: set (add or change), delete, list"
+    )
+    user.add_argument("action", choices=("set", "delete", "list"))
+    user.add_argument("user", nargs="?", default="", help="the user's name (set, delete)")
+    user.add_argument("--name", default=DEFAULT_NAME, help=f"cluster name (default {DEFAULT_NAME})")
+    user.add_argument(
+        "--rules", help="ACL rules, e.g. '~app:* +@read' (set: needed for a new user)"
+    )
+    user.add_argument(
+        "--password-file",
+        help="a file holding the user's password (set: needed for a new user; a new one for an "
+        "existing user rotates it)",
+    )
+    user.add_argument(
+        "--password-grace",
+        type=float,
+        default=60.0,
+        help="with a new --password-file: how long the user's old password still works "
+        "(default 60 s)",
+    )
+    user.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the nodes")
+
     render = commands.add_parser(
         "render", help="print every Kubernetes object a RedisCluster becomes (like helm template)"
     )
@@ -187,6 +210,7 @@ def dispatch(args: argparse.Namespace) -> ExitStatus:
         "list": local.list_clusters,
         "backup": local.backup,
         "restore": lambda args: local.restore(args, up_arguments(args)),
+        "user": users.user,
         "render": rendering_manifests.render,
     }
     return handlers[args.command](args)

@@ -17,6 +17,7 @@ from redkube.control.reconciling import Reconciler
 from redkube.control.renewing import CertificateRenewal
 from redkube.control.rotating import PasswordRotation
 from redkube.control.statuses import LoopStatus, Phase
+from redkube.control.users import UserSync
 from redkube.platform.local.layout import ClusterLayout, StateError, write_json
 from redkube.platform.local.processes import LocalPlatform
 
@@ -107,7 +108,7 @@ def log(message: str) -> None:
 
 async def _supervise(layout: ClusterLayout) -> None:
     record = layout.load()
-    password = layout.credentials().current
+    credentials = layout.credentials()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -121,7 +122,9 @@ async def _supervise(layout: ClusterLayout) -> None:
             log(message)
 
     platform = LocalPlatform(layout, record, on_event=event)
-    pool = ClientPool(password, tls=layout.client_tls(record.spec))
+    pool = ClientPool(
+        credentials.current, tls=layout.client_tls(record.spec), username=credentials.user
+    )
     last: list[LoopStatus] = []
     metrics = LoopMetrics()
     metrics.leader.set(1)  # the supervisor acts for its cluster, as the leading operator does
@@ -164,8 +167,10 @@ async def _supervise(layout: ClusterLayout) -> None:
     loop.add_signal_handler(signal.SIGHUP, reshape)
     log(f"supervising {record.spec.name}: {record.spec.shards} shards x {record.spec.replicas}")
     rotation = PasswordRotation(layout, platform, pool, reconciler.record)
+    users = UserSync(layout, platform, pool, reconciler.record)
     helpers: list[asyncio.Task[None]] = [
-        asyncio.create_task(rotation.run(stop), name="password rotation")
+        asyncio.create_task(rotation.run(stop), name="password rotation"),
+        asyncio.create_task(users.run(stop), name="ACL users"),
     ]
     if record.spec.tls:
         renewal = CertificateRenewal(layout, platform, pool, reconciler.record)

@@ -4,7 +4,8 @@ Driven by the files the command leaves (see ``platform.local.layout``), so a kil
 resumes where it was:
 
 1. ``password.next`` exists: every running node learns the new password beside the old one
-   (``ACL SETUSER default >new``: the default user may have several); a node that starts
+   (``ACL SETUSER default >new``: the default user may have several; with ACL users it is
+   redkube's own user, see ``control.users``); a node that starts
    meanwhile gets both from its redis.conf.
 2. Once every running node has it, the new password becomes the current one (the files are
    switched), replicas authenticate with it (``CONFIG SET masterauth``) and redkube's own clients
@@ -67,11 +68,12 @@ class PasswordRotation:
             self._layout.end_rotation()  # nothing left to rotate (a half-finished end)
             return
         current, other = credentials.accepted
+        user = credentials.user or "default"  # redkube's own user once the cluster has users
         if rotation.adding:
-            if not await self._on_every_node(("ACL", "SETUSER", "default", "on", f">{other}")):
+            if not await self._on_every_node(("ACL", "SETUSER", user, "on", f">{other}")):
                 return
             self._layout.switch_password(time.time())
-            self._pool.use_password(other)
+            self._pool.use_credentials(other, credentials.user)
             await self._on_every_node(("CONFIG", "SET", "masterauth", other))
             switched = self._layout.rotation()
             retire_at = switched.retire_at if switched is not None else None
@@ -81,7 +83,7 @@ class PasswordRotation:
         await self._on_every_node(("CONFIG", "SET", "masterauth", current))
         if rotation.retire_at is not None and time.time() < rotation.retire_at:
             return
-        if await self._on_every_node(("ACL", "SETUSER", "default", f"<{other}")):
+        if await self._on_every_node(("ACL", "SETUSER", user, f"<{other}")):
             self._layout.end_rotation()
             self._say("old password removed from every node: the rotation is done")
 

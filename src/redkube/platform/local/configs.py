@@ -9,6 +9,7 @@ from redkube.model.addresses import Address
 from redkube.model.live_settings import is_live
 from redkube.model.settings import cluster_settings, quoted, render, tls_settings
 from redkube.model.specs import ClusterSpec
+from redkube.model.users import AclUser, admin_user, password_hash
 from redkube.platform.certificates import KeyPair
 from redkube.platform.local.layout import Credentials
 
@@ -20,6 +21,7 @@ def render_config(
     credentials: Credentials,
     tls: KeyPair,
     ca: Path,
+    users: tuple[AclUser, ...] = (),
 ) -> str:
     """``tls`` (the node's certificate) and ``ca`` count only when the spec asks for TLS."""
     settings = [
@@ -32,19 +34,35 @@ def render_config(
         # The user's settings (`redkube up --config`), before what redkube must decide itself.
         *spec.config,
         ("dir", str(data_dir)),
-        *auth_settings(credentials),
+        *auth_settings(credentials, users),
     ]
     return render(settings)
 
 
-def auth_settings(credentials: Credentials) -> list[tuple[str, str]]:
+def auth_settings(
+    credentials: Credentials, users: tuple[AclUser, ...] = ()
+) -> list[tuple[str, str]]:
     """One password: requirepass. During a rotation the default user takes both, by their
-    SHA-256 (as ACL SETUSER gives them to the running nodes)."""
+    SHA-256 (as ACL SETUSER gives them to the running nodes). With ACL users, redkube's own
+    user too; once redkube has switched to it, the default user is off and replicas
+    authenticate as redkube (``control.users``)."""
     current = credentials.current
-    if len(credentials.accepted) == 1:
-        return [("requirepass", quoted(current)), ("masterauth", quoted(current))]
-    hashes = " ".join(f"#{hashlib.sha256(p.encode()).hexdigest()}" for p in credentials.accepted)
-    return [("user", f"default on {hashes} ~* &* +@all"), ("masterauth", quoted(current))]
+    masterauth = ("masterauth", quoted(current))
+    if credentials.user is not None:
+        default = [("user", "default off resetpass"), ("masteruser", credentials.user)]
+    elif len(credentials.accepted) == 1:
+        default = [("requirepass", quoted(current))]
+    else:
+        default = [("user", default_user(credentials.accepted).config_line())]
+    if not users and credentials.user is None:
+        return [*default, masterauth]
+    own = [("user", u.config_line()) for u in (admin_user(credentials.accepted), *users)]
+    return [*default, *own, masterauth]
+
+
+def default_user(passwords: tuple[str, ...]) -> AclUser:
+    """The default user as redkube gives it every password of the moment: all rights."""
+    return AclUser("default", ("~*", "&*", "+@all"), tuple(password_hash(p) for p in passwords))
 
 
 def revision(spec: ClusterSpec, server: str) -> str:

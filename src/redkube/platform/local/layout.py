@@ -8,7 +8,9 @@ A password rotation adds ``password.next`` (the new one, while nodes learn it), 
 ``password.old`` (the old one, accepted until ``rotation.json`` says), both 0600. With TLS,
 ``tls/`` holds the cluster's CA (``ca.crt``, ``ca.key``) and redkube's client
 certificate (``client.crt``, ``client.key``), and each node directory its ``tls.crt`` and
-``tls.key``; keys are 0600.
+``tls.key``; keys are 0600. ACL users are in ``users.json`` (0600: rules and the SHA-256 of
+each password, with the end of its grace period), and ``admin-user`` says that redkube has
+switched to its own user (see ``control.users``).
 The root is ``$REDKUBE_HOME``, else ``$XDG_STATE_HOME/redkube``, else ``~/.local/state/redkube``.
 """
 
@@ -29,6 +31,7 @@ from redkube.model.addresses import Address
 from redkube.model.members import FailureDomain
 from redkube.model.specs import ClusterSpec
 from redkube.model.tls import ClientTls
+from redkube.model.users import ADMIN_USER, AclUser
 from redkube.platform.certificates import Authority, KeyPair
 from redkube.platform.private_files import write_private
 
@@ -54,6 +57,7 @@ class Credentials:
 
     current: str
     accepted: tuple[str, ...]
+    user: str | None = None  # redkube's ACL user once the cluster has users (None: default)
 
 
 @dataclass(frozen=True)
@@ -275,15 +279,101 @@ class ClusterLayout:
 
     def credentials(self) -> Credentials:
         current = self.password()
+        user = self.admin_user()
         rotation = self.rotation()
         if rotation is None:
-            return Credentials(current, (current,))
+            return Credentials(current, (current,), user)
         other = self._next_path if rotation.adding else self._old_path
         try:
             second = other.read_text().strip()
         except FileNotFoundError:
-            return Credentials(current, (current,))
-        return Credentials(current, (current, second))
+            return Credentials(current, (current,), user)
+        return Credentials(current, (current, second), user)
+
+    @property
+    def users_path(self) -> Path:
+        return self.dir / "users.json"
+
+    @property
+    def _admin_user_path(self) -> Path:
+        return self.dir / "admin-user"
+
+    def users(self, now: float) -> tuple[AclUser, ...]:
+        """The users the cluster should have at ``now`` (a password past its grace is gone)."""
+        return tuple(
+            AclUser(name, tuple(entry["rules"]), tuple(p["sha256"] for p in _live(entry, now)))
+            for name, entry in sorted(self._read_users().items())
+        )
+
+    def _read_users(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.users_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            raise StateError(f"cannot read {self.users_path}: {error}") from error
+        if not isinstance(data, dict):
+            raise StateError(f"{self.users_path} is not a redkube users file")
+        return data
+
+    def set_user(
+        self,
+        name: str,
+        rules: tuple[str, ...],
+        password_hash: str | None,
+        grace_s: float,
+        now: float,
+    ) -> None:
+        """A user added or changed. A new password comes first; the user's other passwords
+        are accepted for ``grace_s`` more (a password dropped earlier keeps its own end).
+        ``password_hash`` None: the passwords stay as they are."""
+        users = self._read_users()
+        passwords = _live(users.get(name, {}), now)
+        if password_hash is not None and (not passwords or passwords[0]["sha256"] != password_hash):
+            ending = [
+                {**p, "until": now + grace_s if p["until"] is None else p["until"]}
+                for p in passwords
+                if p["sha256"] != password_hash
+            ]
+            passwords = [{"sha256": password_hash, "until": None}, *ending]
+        if not passwords:
+            raise StateError(f"user {name!r} is new: give its password (--password-file)")
+        users[name] = {"rules": list(rules), "passwords": passwords}
+        write_private(self.users_path, (json.dumps(users, indent=2) + "\n").encode())
+
+    def delete_user(self, name: str) -> bool:
+        users = self._read_users()
+        if users.pop(name, None) is None:
+            return False
+        write_private(self.users_path, (json.dumps(users, indent=2) + "\n").encode())
+        return True
+
+    @property
+    def _users_applied_path(self) -> Path:
+        return self.dir / "users.applied"
+
+    def users_applied(self) -> str | None:
+        """The fingerprint of the users every running node had when the supervisor last
+        looked (``model.users.fingerprint``)."""
+        try:
+            return self._users_applied_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def write_users_applied(self, fingerprint: str) -> None:
+        if self.users_applied() != fingerprint:
+            write_private(self._users_applied_path, fingerprint.encode())
+
+    def admin_user(self) -> str | None:
+        """The user redkube's clients and replicas authenticate as: ``redkube`` once every node
+        has it and the cluster has users (``control.users`` switches), else the default user."""
+        return ADMIN_USER if self._admin_user_path.exists() else None
+
+    def switch_admin_user(self, on: bool) -> None:
+        if on:
+            self._admin_user_path.write_text(ADMIN_USER + "\n")
+        else:
+            self._admin_user_path.unlink(missing_ok=True)
 
     def begin_rotation(self, grace_s: float) -> None:
         """A new password, not in use yet: the supervisor teaches it to every node first."""
@@ -333,6 +423,12 @@ class ClusterLayout:
             for entry in sorted(self.root.iterdir())
             if entry.name != self.name and (entry / "cluster.json").exists()
         ]
+
+
+def _live(user: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """A user's passwords still accepted at ``now``."""
+    passwords: list[dict[str, Any]] = user.get("passwords", [])
+    return [p for p in passwords if p["until"] is None or p["until"] > now]
 
 
 def _write_password(path: Path, password: str) -> None:

@@ -36,6 +36,7 @@ from redkube.platform.local.layout import (
     read_pid,
 )
 from redkube.platform.local.provisioning import readdress, without_members
+from redkube.platform.private_files import write_private
 
 QUICK_CRASH_S = 10.0
 MAX_BACKOFF_S = 30.0
@@ -138,10 +139,10 @@ class LocalPlatform:
             ips = (node.record.address.host,)
             await asyncio.to_thread(self._layout.authority.issue, pair, name, ips)
         ca = self._layout.authority.cert_path
-        # The passwords of the moment: a rotation may be under way.
-        credentials = self._layout.credentials()
-        config.write_text(render_config(spec, node.record.address, data, credentials, pair, ca))
-        config.chmod(0o600)
+        # The passwords and users of the moment: a rotation may be under way.
+        credentials, users = self._layout.credentials(), self._layout.users(time.time())
+        text = render_config(spec, node.record.address, data, credentials, pair, ca, users)
+        write_private(config, text.encode())
         started_on = revision(self._record.spec, self._record.server)
         with open(self._layout.log_path(name), "ab") as log:
             process = await asyncio.create_subprocess_exec(
