@@ -1,6 +1,6 @@
 """`redkube user set|delete`: ACL users applied live on every node and kept across restarts;
 the default user off while there are users, redkube working (and healing) as its own user with
-no right to read a value; a user's password rotated with a grace period; bad input refused."""
+no read command (GET ...); a user's password rotated with a grace period; bad input refused."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_users_live_and_redkube_on_its_own_user(
         writer.set("app:1", "x")
         with pytest.raises(redis.exceptions.NoPermissionError):
             writer.set("other:1", "x")
-    # redkube's own user administers the cluster but reads no value.
+    # redkube's own user administers the cluster but runs no read command.
     with cluster.client(first) as admin:
         assert admin.ping()
         with pytest.raises(redis.exceptions.NoPermissionError):
@@ -147,6 +147,20 @@ def test_users_live_and_redkube_on_its_own_user(
     ):
         stale.ping()
     redis_cli_check(cluster)
+
+    # Resharding as redkube's own user: keys move (MIGRATE with AUTH2, or Valkey's atomic
+    # migration, which authenticates as the masteruser).
+    with as_user(cluster, "writer", writer_pw) as writer:
+        written = {f"app:{n}": str(n) for n in range(3, 2003)}
+        for key, value in written.items():
+            writer.set(key, value)
+    shown = " ".join(redkube.ok("up", "--name", "acl", "--shards", "4").stdout.split())
+    assert "--user reader --askpass" in shown, shown
+    assert cluster.password not in shown
+    with as_user(cluster, "writer", writer_pw) as writer:
+        assert {k: writer.get(k) for k in written} == written
+        assert [writer.get(k) for k in ("app:seed", "app:1", "app:2")] == ["1", "x", "y"]
+    assert redis_cli_check(cluster).count("slots |") == 4
 
     # No password in any process's arguments.
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

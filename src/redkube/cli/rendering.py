@@ -58,14 +58,27 @@ def print_ready(
         if record.spec.tls_client_certs:
             cli_tls += f"--cert {shlex.quote(tls.cert)} --key {shlex.quote(tls.key)} "
             py_tls += f", ssl_certfile={tls.cert!r}, ssl_keyfile={tls.key!r}"
-    out.print(
-        f'  connect   REDISCLI_AUTH="$(cat {secret})" redis-cli {cli_tls}-c -h {first.host} '
-        f"-p {first.port}"
-    )
-    out.print(
-        f"  python    redis.cluster.RedisCluster(host={first.host!r}, port={first.port}, "
-        f"password=open({str(layout.password_path)!r}).read().strip(){py_tls})"
-    )
+    users = layout.users(time.time())
+    if users:
+        # The default user is off: clients are the cluster's ACL users, with their passwords.
+        names = ", ".join(u.name for u in users)
+        out.print(
+            f"  connect   redis-cli {cli_tls}--user {users[0].name} --askpass -c -h {first.host} "
+            f"-p {first.port}   [dim](users: {names})[/]"
+        )
+        out.print(
+            f"  python    redis.cluster.RedisCluster(host={first.host!r}, port={first.port}, "
+            f"username={users[0].name!r}, password=...{py_tls})"
+        )
+    else:
+        out.print(
+            f'  connect   REDISCLI_AUTH="$(cat {secret})" redis-cli {cli_tls}-c -h {first.host} '
+            f"-p {first.port}"
+        )
+        out.print(
+            f"  python    redis.cluster.RedisCluster(host={first.host!r}, port={first.port}, "
+            f"password=open({str(layout.password_path)!r}).read().strip(){py_tls})"
+        )
     if metrics is not None:
         out.print(f"  metrics   {metrics}")
     out.print(

@@ -4,7 +4,7 @@ Without users, everyone (redkube too) is the ``default`` user with the cluster p
 users, ``default`` is off, each user has its rules and its passwords (kept as SHA-256 hashes,
 never in clear), and redkube authenticates as ``redkube`` with the cluster password: a user
 that may run only the commands the loop needs (observing, cluster administration, moving keys,
-failover, replication, snapshots), and reads no value.
+failover, replication, snapshots), and no read command.
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from dataclasses import dataclass
 ADMIN_USER = "redkube"
 RESERVED = ("default", ADMIN_USER)
 
-# The categories and commands the loop uses; no data command but moving and dropping keys.
+# The categories and commands the loop uses: administration, observing, moving keys (MIGRATE,
+# and DUMP to compare a key found on both sides), and every write command, because Valkey 9's
+# atomic slot migration replays a slot's keys on the target as the replication user. No read
+# command (GET, HGETALL, ...): redkube's user never reads a value the way a client does.
 ADMIN_RULES = (
-    "~*", "&*", "-@all", "+@connection", "+@admin", "+cluster", "+info", "+config", "+client",
-    "+role", "+dbsize", "+scan", "+keys", "+dump", "+migrate", "+restore", "+restore-asking",
-    "+asking", "+del", "+wait", "+bgsave", "+lastsave", "+failover", "+replicaof",
+    "~*", "&*", "-@all", "+@connection", "+@admin", "+@write", "+@transaction", "+cluster",
+    "+info", "+config", "+client", "+role", "+dbsize", "+scan", "+keys", "+dump", "+migrate",
+    "+restore", "+restore-asking", "+asking", "+del", "+wait", "+bgsave", "+lastsave",
+    "+failover", "+replicaof",
 )  # fmt: skip
 
 # What any cluster client needs to find its way (redis-py's RedisCluster asks CLUSTER SLOTS
