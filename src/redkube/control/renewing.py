@@ -11,38 +11,21 @@ connections; those open keep theirs. A node that is down loads the new files whe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
 
-from redkube.admin.connections import AdminError, ClientPool
+from redkube.admin.connections import AdminError
+from redkube.control.supervisor_tasks import SupervisorTask
 from redkube.model.members import MemberState
 from redkube.platform.certificates import lifetime
-from redkube.platform.local.layout import ClusterLayout
-from redkube.platform.local.processes import LocalPlatform
 
 MAX_INTERVAL_S = 60.0
 
 
-class CertificateRenewal:
-    def __init__(
-        self,
-        layout: ClusterLayout,
-        platform: LocalPlatform,
-        pool: ClientPool,
-        record: Callable[[str], None],
-    ) -> None:
-        self._layout = layout
-        self._platform = platform
-        self._pool = pool
-        self._record = record
-        self._unloaded: set[str] = set()  # renewed on disk, not yet loaded by the server
+class CertificateRenewal(SupervisorTask):
+    what = "certificate renewal"
 
-    async def run(self, stop: asyncio.Event) -> None:
-        interval = min(MAX_INTERVAL_S, lifetime().total_seconds() / 20)
-        while not stop.is_set():
-            await self.once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+    def _setup(self) -> None:
+        self.interval_s = min(MAX_INTERVAL_S, lifetime().total_seconds() / 20)
+        self._unloaded: set[str] = set()  # renewed on disk, not yet loaded by the server
 
     async def once(self) -> None:
         authority = self._layout.authority

@@ -15,22 +15,16 @@ password or hash is in any of them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from redkube.admin.connections import AdminError, ClientPool
+from redkube.control.supervisor_tasks import SupervisorTask
 from redkube.model.addresses import Address
-from redkube.model.members import MemberState
 from redkube.model.users import ADMIN_USER, AclUser, admin_user, fingerprint
 from redkube.platform.local.configs import default_user
-from redkube.platform.local.layout import ClusterLayout, Credentials, StateError
-from redkube.platform.local.processes import LocalPlatform
+from redkube.platform.local.layout import Credentials
 
-INTERVAL_S = 0.5
 REFRESH_S = 30.0  # users given again to every node this often, whatever changed them
 
 
@@ -64,35 +58,12 @@ def wanted(users: tuple[AclUser, ...], credentials: Credentials, default_on: boo
     return NodeAcl(tuple(commands), frozenset({"default", *(u.name for u in own)}))
 
 
-class UserSync:
-    def __init__(
-        self,
-        layout: ClusterLayout,
-        platform: LocalPlatform,
-        pool: ClientPool,
-        record: Callable[[str], None],
-    ) -> None:
-        self._layout = layout
-        self._platform = platform
-        self._pool = pool
-        self._record = record
+class UserSync(SupervisorTask):
+    what = "ACL user sync"
+
+    def _setup(self) -> None:
         self._applied: dict[Address, str] = {}
         self._refreshed = time.monotonic()
-        self._said = ""
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.once()
-            except (StateError, OSError) as error:  # a damaged state file: say it, go on
-                self._say(f"ACL users stalled: {error}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), INTERVAL_S)
-
-    def _say(self, message: str) -> None:
-        if message != self._said:
-            self._said = message
-            self._record(message)
 
     async def once(self) -> None:
         if time.monotonic() - self._refreshed > REFRESH_S:
@@ -100,11 +71,7 @@ class UserSync:
         users = self._layout.users(time.time())
         credentials = self._layout.credentials()
         switched = credentials.user is not None
-        nodes = [
-            m.address
-            for m in self._platform.members()
-            if m.address is not None and m.state is MemberState.RUNNING
-        ]
+        nodes = self._running()
         if not nodes:
             return
         if users and not switched:
@@ -131,17 +98,7 @@ class UserSync:
 
     async def _apply(self, nodes: list[Address], acl: NodeAcl) -> bool:
         """``acl`` on every node in ``nodes``; whether it holds on all of them."""
-        results = await asyncio.gather(
-            *(self._apply_to(node, acl) for node in nodes), return_exceptions=True
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for error in failed:
-            if not isinstance(error, AdminError):
-                raise error
-        if failed:
-            # The error names the node and the command's first words only (never a hash).
-            self._say(f"ACL users wait: {str(failed[0]).split(':')[0]} did not take them")
-        return not failed
+        return await self._on_every_node(lambda node: self._apply_to(node, acl), nodes)
 
     async def _apply_to(self, node: Address, acl: NodeAcl) -> None:
         client = self._pool.client(node)
