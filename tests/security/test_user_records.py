@@ -19,6 +19,7 @@ from redkube.model.users import (
     parse_rules,
     password_hash,
 )
+from redkube.platform.local.configs import auth_settings
 from redkube.platform.local.layout import ClusterLayout, Credentials, StateError
 
 
@@ -102,3 +103,16 @@ def test_a_users_passwords_over_a_grace_period(tmp_path: Path) -> None:
     assert (layout.dir / "users.json").stat().st_mode & 0o777 == 0o600
     assert layout.delete_user("app") and not layout.delete_user("app")
     assert layout.users(0) == ()
+
+
+def test_a_starting_node_gets_the_users_of_the_moment() -> None:
+    one = Credentials("pw", ("pw",))
+    assert [k for k, _ in auth_settings(one)] == ["requirepass", "masterauth"]
+    # Users, redkube not switched yet: the default user keeps the password beside the users.
+    before = auth_settings(one, (APP,))
+    assert [k for k, _ in before] == ["requirepass", "user", "user", "masterauth"]
+    assert [v.split()[0] for k, v in before if k == "user"] == [ADMIN_USER, "app"]
+    # Switched: the default user off, replicas authenticate as redkube.
+    switched = auth_settings(Credentials("pw", ("pw",), ADMIN_USER), (APP,))
+    assert switched[:2] == [("user", "default off resetpass"), ("masteruser", ADMIN_USER)]
+    assert "pw" not in " ".join(v for k, v in switched if k == "user")  # hashes only
