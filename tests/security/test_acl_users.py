@@ -89,6 +89,8 @@ def test_users_live_and_redkube_on_its_own_user(
 
     redkube.ok("user", "set", "reader", "--name", "acl", "--rules", "~app:* +@read",
                "--password-file", str(reader_file))  # fmt: skip
+    shown = " ".join(redkube.ok("status", "--name", "acl").stdout.split())
+    assert "acl users: reader, writer; default user off, redkube acts as redkube" in shown, shown
     listed = redkube.ok("user", "list", "--name", "acl").stdout
     assert "reader  ~app:* +@read" in listed and "writer  ~app:* +@all" in listed, listed
     reader = as_user(cluster, "reader", reader_pw)

@@ -118,6 +118,11 @@ def print_status(
     if spec.tls:
         required = ", client certificates required" if spec.tls_client_certs else ""
         out.print(f"  tls: on, CA {layout.authority.cert_path}{required}")
+    users = layout.users(time.time())
+    if users:
+        admin = layout.admin_user() or "default (switching)"
+        names = ", ".join(u.name for u in users)
+        out.print(f"  acl users: {names}; default user off, redkube acts as {admin}")
     rotation = layout.rotation()
     if rotation is not None:
         if rotation.adding:
