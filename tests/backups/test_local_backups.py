@@ -157,7 +157,7 @@ def test_a_consistent_backup_is_one_point_in_time_across_shards(
     (BGSAVE on each replica) and the operator's (SYNC from each replica)."""
     source = redkube.up_cluster("seq", 3, 1, server)
     a, b = tags_on_two_shards()
-    stop = threading.Event()
+    stop, writing = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def write() -> None:
@@ -168,11 +168,18 @@ def test_a_consistent_backup_is_one_point_in_time_across_shards(
                         return
                     client.set(f"{{{a}}}seq", n)
                     client.set(f"{{{b}}}seq", n)
+                    if n == 100:
+                        writing.set()
         except BaseException as error:  # reported below
             errors.append(error)
+        finally:
+            writing.set()  # never leave the test waiting for a writer that has ended
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
+    # The backup starts under writes, not before the writer's client has started (CI saw both
+    # keys missing from a backup taken before the first write).
+    assert writing.wait(timeout=120) and not errors, errors
     try:
         if way == "streamed":
             said = streamed_backup(redkube, "seq", tmp_path / "b")
