@@ -1,7 +1,8 @@
 """Server binaries beyond the installed ones, for version-upgrade and TLS tests.
 
 scripts/fetch-servers.sh and scripts/fetch-valkey-tls.sh (`make server-binaries`, part of
-`make test`) cache them in
+`make test`) and scripts/build-valkey-tls.sh (`make valkey-tls-binary`, one of `make builds`)
+cache them in
 `${REDKUBE_CACHE:-~/.cache/redkube}/servers`; a test asks for one with `require`, which skips
 when it is missing, or fails when REDKUBE_REQUIRE_ALL_SERVERS is set (as in CI).
 """
@@ -35,6 +36,13 @@ def valkey_8_tls() -> str | None:
     scripts/fetch-valkey-tls.sh's cache; None until it has run."""
     root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
     return _executable(str(Path(root) / "servers" / "valkey-8.0.1-tls" / "valkey-server"))
+
+
+def valkey_9_tls() -> str | None:
+    """Valkey 9 built with TLS from Debian's source package, from scripts/build-valkey-tls.sh's
+    cache; None until it has run."""
+    root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
+    return _executable(str(Path(root) / "servers" / "valkey-9-tls" / "valkey-server"))
 
 
 def require(path: str | None, what: str) -> str:
