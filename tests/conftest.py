@@ -20,6 +20,29 @@ VALKEY = "valkey"
 REDIS = "redis"
 _pools = itertools.count(101)
 
+# What runs something `make builds` makes (the Go binaries, the test bed's images): marked
+# `built`, so scripts/run-tests.sh runs the other tests while those builds run. Besides these
+# paths, every test that uses the test bed (the control_plane fixture) is marked too.
+NEEDS_BUILDS = (
+    "tests/backups/test_s3_backups.py",  # the Versity gateway
+    "tests/charts/",  # helm
+    "tests/image/",  # the images
+    "tests/observability/",  # Prometheus, promtool
+    "tests/operator/",
+    "tests/realnodes/",
+    "tests/security/test_manifest_scan.py",  # kube-score
+    "tests/testbed/",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        uses_testbed = "control_plane" in getattr(item, "fixturenames", ())
+        if uses_testbed or where.startswith(NEEDS_BUILDS):
+            item.add_marker(pytest.mark.built)
+
 
 def server_path(kind: str) -> str | None:
     if kind == VALKEY:
