@@ -22,16 +22,9 @@ set -eu
 prog="build-valkey-tls.sh"
 MAJOR="9"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+. "$(dirname "$0")/private-apt.sh"
 
-die() {
-    printf '%s: error: %s\n' "$prog" "$*" >&2
-    exit 1
-}
-
-[ -n "${REDKUBE_CACHE:-}" ] || [ -n "${HOME:-}" ] || die "neither REDKUBE_CACHE nor HOME is set"
-CACHE="${REDKUBE_CACHE:-$HOME/.cache/redkube}"
-DIR="$CACHE/servers/valkey-$MAJOR-tls"
-FINAL="$DIR/valkey-server"
+server_cache "valkey-$MAJOR-tls"
 
 is_valkey() {
     [ -f "$1" ] && [ -x "$1" ] || return 1
@@ -47,30 +40,17 @@ if is_valkey "$FINAL"; then
     echo "$FINAL"
     exit 0
 fi
-for tool in apt-get tar make gcc; do
+for tool in tar make gcc; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (apt-get install gcc make libssl-dev)"
 done
 [ -f /usr/include/openssl/ssl.h ] || die "the OpenSSL headers are missing (apt-get install libssl-dev)"
-mkdir -p "$DIR" 2>/dev/null || die "cannot create $DIR"
-TMP=$(mktemp -d "$DIR/.build.XXXXXX" 2>/dev/null) || die "cannot create a temporary directory in $DIR"
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-chmod 755 "$TMP"  # apt's download sandbox user must be able to write here
-
-mkdir -p "$TMP/lists/partial" "$TMP/cache/archives/partial"
-echo "deb-src $MIRROR unstable main" >"$TMP/sources.list"
-set -- -o "Dir::Etc::sourcelist=$TMP/sources.list" -o Dir::Etc::sourceparts=/nonexistent \
-    -o "Dir::State::Lists=$TMP/lists" -o "Dir::Cache=$TMP/cache" \
-    -o Debug::NoLocking=1 -q
-apt-get "$@" update >"$TMP/apt.log" 2>&1 \
-    || die "apt-get update of unstable's sources failed: $(tail -n 1 "$TMP/apt.log")"
-version=$(apt-cache "$@" showsrc valkey 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -n 1)
+private_apt_update "deb-src $MIRROR unstable main"
+version=$(private_apt_cache showsrc valkey 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -n 1)
 case "$version" in
     "$MAJOR".*) ;;
     *) die "Debian unstable's valkey source is '${version:-none}', not Valkey $MAJOR" ;;
 esac
-(cd "$TMP" && apt-get "$@" source --download-only "valkey=$version") >"$TMP/apt.log" 2>&1 \
+(cd "$TMP" && private_apt_get source --download-only "valkey=$version") >"$TMP/apt.log" 2>&1 \
     || die "apt-get source valkey=$version failed: $(tail -n 1 "$TMP/apt.log")"
 set -- "$TMP"/valkey_*.orig.tar.*
 [ -f "$1" ] || die "no upstream tarball of valkey $version was downloaded"

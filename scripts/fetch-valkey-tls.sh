@@ -20,16 +20,9 @@ prog="fetch-valkey-tls.sh"
 VERSION="8.0.1"
 PACKAGE_VERSION="8.0.1+dfsg1-1~bpo12+1"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+. "$(dirname "$0")/private-apt.sh"
 
-die() {
-    printf '%s: error: %s\n' "$prog" "$*" >&2
-    exit 1
-}
-
-[ -n "${REDKUBE_CACHE:-}" ] || [ -n "${HOME:-}" ] || die "neither REDKUBE_CACHE nor HOME is set"
-CACHE="${REDKUBE_CACHE:-$HOME/.cache/redkube}"
-DIR="$CACHE/servers/valkey-$VERSION-tls"
-FINAL="$DIR/valkey-server"
+server_cache "valkey-$VERSION-tls"
 
 is_valkey() {
     [ -f "$1" ] && [ -x "$1" ] || return 1
@@ -43,23 +36,9 @@ if is_valkey "$FINAL"; then
     echo "$FINAL"
     exit 0
 fi
-command -v apt-get >/dev/null 2>&1 || die "apt-get is needed (Debian bookworm)"
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is needed (Debian bookworm)"
-mkdir -p "$DIR" 2>/dev/null || die "cannot create $DIR"
-TMP=$(mktemp -d "$DIR/.fetch.XXXXXX" 2>/dev/null) || die "cannot create a temporary directory in $DIR"
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-chmod 755 "$TMP"  # apt's download sandbox user must be able to write here
-
-mkdir -p "$TMP/lists/partial" "$TMP/cache/archives/partial"
-echo "deb $MIRROR bookworm-backports main" >"$TMP/sources.list"
-set -- -o "Dir::Etc::sourcelist=$TMP/sources.list" -o Dir::Etc::sourceparts=/nonexistent \
-    -o "Dir::State::Lists=$TMP/lists" -o "Dir::Cache=$TMP/cache" \
-    -o Debug::NoLocking=1 -q
-apt-get "$@" update >"$TMP/apt.log" 2>&1 \
-    || die "apt-get update of bookworm-backports failed: $(tail -n 1 "$TMP/apt.log")"
-(cd "$TMP" && apt-get "$@" download "valkey-tools=$PACKAGE_VERSION") >"$TMP/apt.log" 2>&1 \
+private_apt_update "deb $MIRROR bookworm-backports main"
+(cd "$TMP" && private_apt_get download "valkey-tools=$PACKAGE_VERSION") >"$TMP/apt.log" 2>&1 \
     || die "apt-get download valkey-tools=$PACKAGE_VERSION failed: $(tail -n 1 "$TMP/apt.log")"
 set -- "$TMP"/valkey-tools_*.deb
 [ -f "$1" ] || die "no valkey-tools package was downloaded"
