@@ -37,7 +37,7 @@ test: $(STAMP) lint server-binaries
 	scripts/run-tests.sh
 
 # Everything built that tests run: Go binaries from the module proxy and the test bed's images,
-# cached under ~/.cache/redkube (about 35 min on 2 cores with nothing cached, instant after).
+# cached under ~/.cache/redkube (23 min on 2 cores with nothing cached, beside the tests; instant after).
 builds: testbed-binaries helm-binary scanner-binary prometheus-binary s3-binary server-binaries testbed-images valkey-tls-binary
 
 # Kubernetes and etcd built from the Go module proxy into ~/.cache/redkube/bin (about 6 min
